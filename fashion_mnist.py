@@ -1,0 +1,95 @@
+"""Train a Fashion-MNIST classifier with Keras 3 on TensorFlow.
+
+    python fashion_mnist.py                           # the default cnn for 20 epochs
+    python fashion_mnist.py --model lenet --epochs 5  # any setting below can be overridden like this
+    tensorboard --logdir=tensorboard_logs             # watch the runs
+
+Each run writes models/<run>.keras (best by validation loss), history/<run>.pkl (the Keras history dict),
+history/<run>.json (the run record) and tensorboard_logs/<run>/, then reports test accuracy and top-5 accuracy.
+"""
+
+import math
+import os
+import sys
+
+# -----------------------------------------------------------------------------------------------------------
+# Hyperparameters: edit them here, or override any of them on the command line (for example --epochs 5).
+MODEL = "cnn"  # cnn | mlp | lenet | resnet18
+EPOCHS = 20
+BATCH_SIZE = 64
+LEARN_RATE = 0.001
+VAL_FRACTION = 0.1  # share of the 60,000 training images held out for validation
+PATIENCE = 5  # early stopping: epochs without a lower validation loss
+SEED = 1337
+LIMIT = None  # train on a stratified subset of this many images; None trains on all of them
+PRECISION = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
+RESNET_WIDTH = 64  # first-stage channels of resnet18 (64 is the published net; 16 suits a laptop)
+# -----------------------------------------------------------------------------------------------------------
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
+
+from fmnist import UserError  # noqa: E402 - the block above must stay at the very top
+from fmnist.cli import run_guarded  # noqa: E402
+from fmnist.config import parse_config  # noqa: E402
+
+
+def main(argv):
+    config = parse_config(
+        argv,
+        defaults=dict(model=MODEL, epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARN_RATE,
+                      val_fraction=VAL_FRACTION, patience=PATIENCE, seed=SEED, limit=LIMIT, precision=PRECISION,
+                      resnet_width=RESNET_WIDTH),
+        description=__doc__.split("\n")[0],
+    )
+    # Heavy imports only now, so that --help and usage errors answer at once.
+    import keras
+
+    from fmnist.architectures import build_model
+    from fmnist.data import load_fashion_mnist, make_dataset, split_train_val
+    from fmnist.evaluation import evaluate
+    from fmnist.history import make_record, write_history, write_record
+    from fmnist.runs import default_run_name, reserve_run
+    from fmnist.training import choose_precision, compile_model, make_callbacks, set_precision, train
+
+    # ## Prepare the data
+    data = load_fashion_mnist(config.data_dir, config.verify)
+    (x_train, y_train), (x_val, y_val) = split_train_val(
+        data.x_train, data.y_train, config.val_fraction, config.seed, config.limit)
+    print(f"Data: {data.source}; {len(x_train):,} train, {len(x_val):,} validation, {len(data.x_test):,} test")
+    train_ds = make_dataset(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed)
+    val_ds = make_dataset(x_val, y_val, config.batch_size)
+    test_ds = make_dataset(data.x_test, data.y_test, config.batch_size)
+
+    # ## Claim the run's output files (before training, so an unwritable --out fails now, not after 20 epochs)
+    paths = reserve_run(config.out, config.run_name, default_run_name(config))
+    print(f"Run: {paths.name}")
+
+    # ## Build the model
+    keras.utils.set_random_seed(config.seed)
+    precision = choose_precision(config.precision)
+    set_precision(precision)
+    model = compile_model(build_model(config.model, config.resnet_width), config.learning_rate)
+    model.summary()
+    print(f"Precision: {precision}")
+
+    # ## Train
+    history, seconds = train(model, train_ds, val_ds, config.epochs, make_callbacks(paths, config.patience))
+    diverged = any(math.isnan(loss) for loss in history["loss"])  # TerminateOnNaN stopped the run
+
+    # ## Evaluate the best model (EarlyStopping restored its weights) once on the test set, and save the history
+    test = None if diverged else evaluate(model, test_ds)
+    write_history(paths.history, history)
+    write_record(paths.record, make_record(
+        run=paths.name, config=config, precision=precision, data_source=data.source, history=history,
+        train_seconds=seconds, test=test, files=paths.files(), status="diverged" if diverged else "completed"))
+    if diverged:
+        raise UserError(f"training diverged (the loss became NaN in epoch {len(history['loss'])}); lower "
+                        f"--learning-rate (now {config.learning_rate:g}). The history so far is in {paths.history}")
+    print(f"Test accuracy {test['accuracy']:.4f} | top-5 {test['top5_accuracy']:.4f} | loss {test['loss']:.4f} | "
+          f"{len(history['loss'])} epochs in {seconds:.0f} s | files: {paths.model}, {paths.history}, "
+          f"{paths.record}, {paths.tensorboard}/")
+    return 0
+
+
+if __name__ == "__main__":
+    run_guarded(lambda: main(sys.argv[1:]))

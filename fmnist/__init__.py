@@ -1,0 +1,25 @@
+"""Fashion-MNIST training package.
+
+Importing it is cheap: nothing here imports TensorFlow until a function needs it,
+so `--help` and usage errors answer at once.
+"""
+
+CLASS_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad file, bad folder, bad input).
+
+    The entry scripts print it as one line, `error: <message>`, and exit 1.
+    """

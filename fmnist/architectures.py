@@ -1,0 +1,125 @@
+"""The model zoo: one builder per architecture, and MODELS, the registry that --model picks from.
+
+Every model takes raw 28x28x1 pixels in 0-255 (a Rescaling layer comes first) and ends in a float32 softmax,
+which keeps the probabilities exact when the rest of the net computes in bfloat16.
+Keras is imported inside the builders so that importing this module stays cheap.
+"""
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+def _classifier():
+    from keras import layers
+
+    return layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="predictions")
+
+
+def build_cnn():
+    """Seed 003: two convolutions, dropout, and a wide 400-unit dense layer."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            layers.Rescaling(1 / 255),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(400, activation="relu"),
+            layers.Dropout(0.5),
+            _classifier(),
+        ],
+        name="cnn",
+    )
+
+
+def build_mlp():
+    """A fully connected baseline: 512-256 with dropout."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            layers.Rescaling(1 / 255),
+            layers.Flatten(),
+            layers.Dense(512, activation="relu"),
+            layers.Dropout(0.3),
+            layers.Dense(256, activation="relu"),
+            layers.Dropout(0.3),
+            _classifier(),
+        ],
+        name="mlp",
+    )
+
+
+def build_lenet():
+    """LeNet-5 style (seeds 000/002/004): two conv + pool stages, then three fully connected layers."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            layers.Rescaling(1 / 255),
+            layers.Conv2D(6, 5, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(16, 5, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(120, activation="relu"),
+            layers.Dense(84, activation="relu"),
+            _classifier(),
+        ],
+        name="lenet",
+    )
+
+
+def build_resnet18(width=64):
+    """ResNet-18 for 28x28 greyscale: 3x3 stem, no stem max-pool, [2, 2, 2, 2] basic blocks, global average pool.
+
+    `width` is the first stage's channel count (64 in the published net); the stages use width x 1, 2, 4, 8.
+    At full width one epoch takes about 20 minutes on a 2-core CPU, so it is really for GPUs.
+    """
+    import keras
+    from keras import layers
+
+    def conv_bn(x, filters, strides=1, kernel=3):
+        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
+        return layers.BatchNormalization()(x)
+
+    def basic_block(x, filters, strides):
+        shortcut = x
+        y = layers.ReLU()(conv_bn(x, filters, strides))
+        y = conv_bn(y, filters)
+        if strides != 1 or x.shape[-1] != filters:
+            shortcut = conv_bn(x, filters, strides, kernel=1)
+        return layers.ReLU()(layers.Add()([y, shortcut]))
+
+    inputs = keras.Input(shape=INPUT_SHAPE)
+    x = layers.Rescaling(1 / 255)(inputs)
+    x = layers.ReLU()(conv_bn(x, width))
+    for stage, multiplier in enumerate((1, 2, 4, 8)):
+        for block in range(2):
+            strides = 2 if stage > 0 and block == 0 else 1
+            x = basic_block(x, width * multiplier, strides)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, _classifier()(x), name="resnet18")
+
+
+MODELS = {
+    "cnn": build_cnn,
+    "mlp": build_mlp,
+    "lenet": build_lenet,
+    "resnet18": build_resnet18,
+}
+
+
+def build_model(name, resnet_width=64):
+    if name == "resnet18":
+        return build_resnet18(resnet_width)
+    return MODELS[name]()

@@ -1,0 +1,27 @@
+"""What the entry scripts share: the exit-code convention for errors."""
+
+import os
+import sys
+
+from fmnist import UserError
+
+
+def run_guarded(main):
+    """Run main() and turn failures into one line on stderr: exit 1 for errors, 130 for Ctrl-C.
+
+    Set FMNIST_TRACEBACK=1 to see the full traceback of an unexpected error.
+    """
+    try:
+        sys.exit(main())
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the convention is one line, never a traceback
+        if os.environ.get("FMNIST_TRACEBACK"):
+            raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"error: {type(e).__name__}: {message} (set FMNIST_TRACEBACK=1 for details)", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,114 @@
+"""The settings of one run: a frozen dataclass built from the entry script's defaults and the command line.
+
+Validation happens here, in argparse, so that a bad value exits 2 with a clear message before TensorFlow loads.
+"""
+
+import argparse
+import math
+import re
+from dataclasses import asdict, dataclass
+
+from fmnist.architectures import MODELS
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    val_fraction: float
+    patience: int
+    seed: int
+    limit: int | None
+    precision: str
+    resnet_width: int
+    data_dir: str | None
+    verify: bool
+    out: str
+    run_name: str | None
+
+    def hyperparameters(self):
+        """The settings that shape the result (not where files go), for the run record."""
+        settings = asdict(self)
+        for where in ("data_dir", "out", "run_name"):
+            settings.pop(where)
+        return settings
+
+
+def _number(kind, minimum=None, maximum=None, min_inclusive=True):
+    """An argparse type that parses `kind` and checks its range, with a message that names the range."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        too_low = minimum is not None and (value < minimum if min_inclusive else value <= minimum)
+        too_high = maximum is not None and value >= maximum
+        if too_low or too_high:
+            low = f"{'>=' if min_inclusive else '>'} {minimum}" if minimum is not None else ""
+            high = f"< {maximum}" if maximum is not None else ""
+            bounds = " and ".join(filter(None, [low, high]))
+            raise argparse.ArgumentTypeError(f"{text} is out of range (must be {bounds})")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _run_name(text):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not usable as a file name (use letters, digits, . _ -)")
+    return text
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except for switches and unset options, where "(default: None)" says nothing."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser(defaults, description):
+    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    model = p.add_argument_group("model and training")
+    model.add_argument("--model", choices=sorted(MODELS), default=defaults["model"], help="architecture to train")
+    model.add_argument("--epochs", type=_number(int, 1), default=defaults["epochs"], help="maximum epochs")
+    model.add_argument("--batch-size", type=_number(int, 1), default=defaults["batch_size"], help="images per step")
+    model.add_argument("--learning-rate", type=_number(float, 0, min_inclusive=False),
+                       default=defaults["learning_rate"], help="Adam learning rate")
+    model.add_argument("--val-fraction", type=_number(float, 0, 1, min_inclusive=False),
+                       default=defaults["val_fraction"], help="share of the 60,000 training images held out")
+    model.add_argument("--patience", type=_number(int, 1), default=defaults["patience"],
+                       help="early stopping: epochs without a better validation loss")
+    model.add_argument("--seed", type=_number(int, 0), default=defaults["seed"],
+                       help="seeds the split, the shuffling and the weights")
+    model.add_argument("--limit", type=_number(int, 10), default=defaults["limit"], metavar="N",
+                       help="train on a stratified subset of N images (quick trials); all when unset")
+    model.add_argument("--precision", choices=PRECISIONS, default=defaults["precision"],
+                       help="auto: mixed_bfloat16 where the CPU or a GPU supports it, else float32")
+    model.add_argument("--resnet-width", type=_number(int, 1), default=defaults["resnet_width"],
+                       help="first-stage channels of resnet18 (64 is the published net)")
+    files = p.add_argument_group("data and outputs")
+    files.add_argument("--data-dir", default=None, metavar="DIR",
+                       help="folder with the four .gz files (else $FASHION_MNIST_DIR, data/fashion/, the Keras "
+                            "cache, /usr/share/datasets/fashion-mnist/, then a download)")
+    files.add_argument("--no-verify", dest="verify", action="store_false",
+                       help="skip the checksum check, to train on data you modified on purpose")
+    files.add_argument("--out", default=".", metavar="DIR",
+                       help="root folder for models/, history/ and tensorboard_logs/")
+    files.add_argument("--run-name", type=_run_name, default=None,
+                       help="name of this run (default: model, settings and time)")
+    return p
+
+
+def parse_config(argv, defaults, description=None):
+    args = build_parser(defaults, description).parse_args(argv)
+    return Config(**vars(args))

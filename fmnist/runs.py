@@ -1,0 +1,61 @@
+"""Run names and the files a run writes under --out."""
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmnist import UserError
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    name: str
+    model: Path  # models/<run>.keras, the best model by validation loss
+    history: Path  # history/<run>.pkl, the Keras History.history dict
+    record: Path  # history/<run>.json, the run record
+    tensorboard: Path  # tensorboard_logs/<run>/
+
+    def files(self):
+        return {"model": str(self.model), "history": str(self.history), "record": str(self.record),
+                "tensorboard": str(self.tensorboard)}
+
+
+def default_run_name(config):
+    return f"{config.model}-bs{config.batch_size}-lr{config.learning_rate:g}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _paths(out, name):
+    return RunPaths(name, out / "models" / f"{name}.keras", out / "history" / f"{name}.pkl",
+                    out / "history" / f"{name}.json", out / "tensorboard_logs" / name)
+
+
+def reserve_run(out, requested_name, default_name):
+    """Create the output folders and claim a run name that no earlier run has used.
+
+    The claim is the creation of tensorboard_logs/<run>/ (mkdir is atomic), so two runs started in the same
+    second still get different names. A name the user chose is never reused: that is an error, not a suffix.
+    Failing here, before any training, is what keeps an unwritable --out from costing a whole run.
+    """
+    out = Path(out)
+    try:
+        for folder in ("models", "history", "tensorboard_logs"):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+            if not os.access(out / folder, os.W_OK | os.X_OK):
+                raise PermissionError(f"{out / folder} is not writable")
+    except OSError as e:
+        raise UserError(f"cannot write to --out {out}: {e}; choose a folder you can write to") from None
+
+    for attempt in range(1, 1000):
+        name = requested_name or (default_name if attempt == 1 else f"{default_name}-{attempt}")
+        paths = _paths(out, name)
+        taken = paths.model.exists() or paths.history.exists() or paths.record.exists()
+        if not taken:
+            try:
+                paths.tensorboard.mkdir()
+                return paths
+            except FileExistsError:
+                pass
+        if requested_name:
+            raise UserError(f"a run named {name!r} already exists in {out}; choose another --run-name")
+    raise UserError(f"could not find a free run name for {default_name!r} in {out}")

@@ -1,0 +1,37 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(script, *args, timeout=600):
+    """Run one of the entry scripts as a user would, and return the finished process."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env.pop("FASHION_MNIST_DIR", None)
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def assert_clean_error(proc, code, *fragments):
+    """A refused input: the given exit code, a one-line `error:` on stderr (argparse adds its usage), no traceback."""
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1, proc.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in error_lines[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One real end-to-end training run (1 epoch on 1,000 images), shared by the tests that inspect its output."""
+    out = tmp_path_factory.mktemp("out")
+    proc = run_script("fashion_mnist.py", "--limit", 1000, "--epochs", 1, "--out", out, "--run-name", "tiny")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "history" / "tiny.json").read_text())
+    return out, proc, record

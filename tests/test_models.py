@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from fmnist.architectures import MODELS, build_model
+from fmnist.training import compile_model
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_each_model_builds_and_takes_a_training_step(name):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = compile_model(build_model(name), learning_rate=1e-3)
+    images = np.random.default_rng(0).integers(0, 256, size=(8, 28, 28, 1)).astype("float32")
+    labels = np.arange(8) % 10
+    before = [w.copy() for w in model.get_weights()]
+    logs = model.train_on_batch(images, labels, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    probabilities = model.predict(images, verbose=0)
+    assert probabilities.shape == (8, 10)
+    assert probabilities.dtype == np.float32
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-3)
+
+
+def test_cnn_is_the_seed_003_architecture():
+    model = build_model("cnn")
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Rescaling", "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
+    assert model.layers[6].units == 400
+    assert model.count_params() == 3_709_626
+
+
+def test_resnet18_has_the_published_size_and_scales_its_width():
+    full = build_model("resnet18")
+    # 11.2 M parameters as in ResNet-18, minus the 7x7 RGB stem and the 1000-way head.
+    assert 11_000_000 < full.count_params() < 11_300_000
+    assert sum(type(layer).__name__ == "Add" for layer in full.layers) == 8  # [2, 2, 2, 2] basic blocks
+    small = build_model("resnet18", resnet_width=16)
+    assert small.count_params() < full.count_params() / 10
