@@ -14,10 +14,16 @@ import sys
 
 # -----------------------------------------------------------------------------------------------------------
 # Hyperparameters: edit them here, or override any of them on the command line (for example --epochs 5).
-MODEL = "cnn"  # cnn | mlp | lenet | resnet18
+# `--model fast` brings its own recipe (fmnist/recipes.py); flags still override it.
+MODEL = "cnn"  # cnn | mlp | lenet | resnet18 | fast
 EPOCHS = 20
 BATCH_SIZE = 64
 LEARN_RATE = 0.001
+SCHEDULE = "constant"  # constant | cosine (with linear warm-up)
+WARMUP_EPOCHS = 0
+WEIGHT_DECAY = 0.0  # > 0 trains with AdamW instead of Adam
+AUGMENT = "none"  # none | flip | flip-shift
+TTA = False  # test-time augmentation: average with the mirrored image
 VAL_FRACTION = 0.1  # share of the 60,000 training images held out for validation
 PATIENCE = 5  # early stopping: epochs without a lower validation loss
 SEED = 1337
@@ -33,12 +39,14 @@ from fmnist.cli import run_guarded  # noqa: E402
 from fmnist.config import parse_config  # noqa: E402
 
 
-def main(argv):
+def main(argv, extra_callbacks=()):
+    """Train one model. `extra_callbacks` lets benchmarks observe a real run without changing it."""
     config = parse_config(
         argv,
         defaults=dict(model=MODEL, epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARN_RATE,
-                      val_fraction=VAL_FRACTION, patience=PATIENCE, seed=SEED, limit=LIMIT, precision=PRECISION,
-                      resnet_width=RESNET_WIDTH),
+                      schedule=SCHEDULE, warmup_epochs=WARMUP_EPOCHS, weight_decay=WEIGHT_DECAY, augment=AUGMENT,
+                      tta=TTA, val_fraction=VAL_FRACTION, patience=PATIENCE, seed=SEED, limit=LIMIT,
+                      precision=PRECISION, resnet_width=RESNET_WIDTH),
         description=__doc__.split("\n")[0],
     )
     # Heavy imports only now, so that --help and usage errors answer at once.
@@ -49,16 +57,16 @@ def main(argv):
     from fmnist.evaluation import evaluate
     from fmnist.history import make_record, write_history, write_record
     from fmnist.runs import default_run_name, reserve_run
-    from fmnist.training import choose_precision, compile_model, make_callbacks, set_precision, train
+    from fmnist.training import choose_precision, compile_model, make_callbacks, make_optimizer, set_precision, train
 
     # ## Prepare the data
     data = load_fashion_mnist(config.data_dir, config.verify)
     (x_train, y_train), (x_val, y_val) = split_train_val(
         data.x_train, data.y_train, config.val_fraction, config.seed, config.limit)
     print(f"Data: {data.source}; {len(x_train):,} train, {len(x_val):,} validation, {len(data.x_test):,} test")
-    train_ds = make_dataset(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed)
+    train_ds = make_dataset(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed,
+                            augment=config.augment)
     val_ds = make_dataset(x_val, y_val, config.batch_size)
-    test_ds = make_dataset(data.x_test, data.y_test, config.batch_size)
 
     # ## Claim the run's output files (before training, so an unwritable --out fails now, not after 20 epochs)
     paths = reserve_run(config.out, config.run_name, default_run_name(config))
@@ -68,16 +76,18 @@ def main(argv):
     keras.utils.set_random_seed(config.seed)
     precision = choose_precision(config.precision)
     set_precision(precision)
-    model = compile_model(build_model(config.model, config.resnet_width), config.learning_rate)
+    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    model = compile_model(build_model(config.model, config.resnet_width), make_optimizer(config, steps_per_epoch))
     model.summary()
     print(f"Precision: {precision}")
 
     # ## Train
-    history, seconds = train(model, train_ds, val_ds, config.epochs, make_callbacks(paths, config.patience))
+    callbacks = make_callbacks(paths, config.patience) + list(extra_callbacks)
+    history, seconds = train(model, train_ds, val_ds, config.epochs, callbacks)
     diverged = any(math.isnan(loss) for loss in history["loss"])  # TerminateOnNaN stopped the run
 
     # ## Evaluate the best model (EarlyStopping restored its weights) once on the test set, and save the history
-    test = None if diverged else evaluate(model, test_ds)
+    test = None if diverged else evaluate(model, data.x_test, data.y_test, tta=config.tta)
     write_history(paths.history, history)
     write_record(paths.record, make_record(
         run=paths.name, config=config, precision=precision, data_source=data.source, history=history,

@@ -1,4 +1,5 @@
-"""The settings of one run: a frozen dataclass built from the entry script's defaults and the command line.
+"""The settings of one run: a frozen dataclass built from the entry script's defaults, the model's recipe and
+the command line.
 
 Validation happens here, in argparse, so that a bad value exits 2 with a clear message before TensorFlow loads.
 """
@@ -9,8 +10,11 @@ import re
 from dataclasses import asdict, dataclass
 
 from fmnist.architectures import MODELS
+from fmnist.recipes import RECIPE_KEYS, RECIPES, recipe_note
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+SCHEDULES = ("constant", "cosine")
+AUGMENTATIONS = ("none", "flip", "flip-shift")
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,11 @@ class Config:
     epochs: int
     batch_size: int
     learning_rate: float
+    schedule: str
+    warmup_epochs: float
+    weight_decay: float
+    augment: str
+    tta: bool
     val_fraction: float
     patience: int
     seed: int
@@ -68,26 +77,40 @@ def _run_name(text):
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except for switches and unset options, where "(default: None)" says nothing."""
+    """Shows defaults, except where the help text already does or where "(default: None)" would say nothing."""
 
     def _get_help_string(self, action):
-        if action.default is None or isinstance(action.default, bool):
+        if action.default is None or isinstance(action.default, bool) or "(default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
 
 def build_parser(defaults, description):
-    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter, allow_abbrev=False)
+
+    def recipe_flag(group, flag, help_text, **kwargs):
+        """A setting a model's recipe can change: its parsed default is None, meaning "not given"."""
+        key = flag[2:].replace("-", "_")
+        group.add_argument(flag, default=None, help=f"{help_text} {recipe_note(key, defaults[key])}", **kwargs)
+
     model = p.add_argument_group("model and training")
-    model.add_argument("--model", choices=sorted(MODELS), default=defaults["model"], help="architecture to train")
-    model.add_argument("--epochs", type=_number(int, 1), default=defaults["epochs"], help="maximum epochs")
-    model.add_argument("--batch-size", type=_number(int, 1), default=defaults["batch_size"], help="images per step")
-    model.add_argument("--learning-rate", type=_number(float, 0, min_inclusive=False),
-                       default=defaults["learning_rate"], help="Adam learning rate")
+    model.add_argument("--model", choices=sorted(MODELS), default=defaults["model"],
+                       help="architecture to train; fast trains with its own recipe (below)")
+    recipe_flag(model, "--epochs", "maximum epochs", type=_number(int, 1))
+    recipe_flag(model, "--batch-size", "images per step", type=_number(int, 1))
+    recipe_flag(model, "--learning-rate", "peak learning rate", type=_number(float, 0, min_inclusive=False))
+    recipe_flag(model, "--schedule", "learning-rate schedule", choices=SCHEDULES)
+    recipe_flag(model, "--warmup-epochs", "epochs of linear warm-up (cosine schedule)", type=_number(float, 0))
+    recipe_flag(model, "--weight-decay", "AdamW's decoupled weight decay; 0 trains with Adam",
+                type=_number(float, 0))
+    recipe_flag(model, "--augment", "training-time augmentation: horizontal flips, then also shifts of up to 2 px",
+                choices=AUGMENTATIONS)
+    recipe_flag(model, "--tta", "test-time augmentation: average the prediction with the mirrored image",
+                action=argparse.BooleanOptionalAction)
+    recipe_flag(model, "--patience", "early stopping: epochs without a lower validation loss",
+                type=_number(int, 1))
     model.add_argument("--val-fraction", type=_number(float, 0, 1, min_inclusive=False),
                        default=defaults["val_fraction"], help="share of the 60,000 training images held out")
-    model.add_argument("--patience", type=_number(int, 1), default=defaults["patience"],
-                       help="early stopping: epochs without a better validation loss")
     model.add_argument("--seed", type=_number(int, 0), default=defaults["seed"],
                        help="seeds the split, the shuffling and the weights")
     model.add_argument("--limit", type=_number(int, 10), default=defaults["limit"], metavar="N",
@@ -96,6 +119,7 @@ def build_parser(defaults, description):
                        help="auto: mixed_bfloat16 where the CPU or a GPU supports it, else float32")
     model.add_argument("--resnet-width", type=_number(int, 1), default=defaults["resnet_width"],
                        help="first-stage channels of resnet18 (64 is the published net)")
+
     files = p.add_argument_group("data and outputs")
     files.add_argument("--data-dir", default=None, metavar="DIR",
                        help="folder with the four .gz files (else $FASHION_MNIST_DIR, data/fashion/, the Keras "
@@ -110,5 +134,10 @@ def build_parser(defaults, description):
 
 
 def parse_config(argv, defaults, description=None):
-    args = build_parser(defaults, description).parse_args(argv)
-    return Config(**vars(args))
+    """Flags the user typed win, then the model's recipe, then the top-of-file defaults."""
+    args = vars(build_parser(defaults, description).parse_args(argv))
+    recipe = RECIPES.get(args["model"], {})
+    for key in RECIPE_KEYS:
+        if args[key] is None:
+            args[key] = recipe.get(key, defaults[key])
+    return Config(**args)

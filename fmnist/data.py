@@ -212,9 +212,11 @@ def split_train_val(images, labels, val_fraction, seed, limit=None):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def make_dataset(images, labels, batch_size, shuffle=False, seed=None):
+def make_dataset(images, labels, batch_size, *, shuffle=False, seed=None, augment="none"):
     """A tf.data pipeline over in-memory uint8 images: (batch, 28, 28, 1) float32 in 0-255, integer labels.
 
+    The arrays are already in memory, so there is nothing to cache; shuffling, batching, the cast and the
+    augmentation run inside TensorFlow on whole batches, and prefetching overlaps them with training.
     Scaling to 0-1 happens in the model's first layer, so a saved model takes raw pixels.
     """
     import tensorflow as tf
@@ -223,5 +225,33 @@ def make_dataset(images, labels, batch_size, shuffle=False, seed=None):
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+
+    def prepare(x, y):
+        x = tf.cast(x, tf.float32)
+        if augment in ("flip", "flip-shift"):
+            x = tf.image.random_flip_left_right(x)  # independently for each image of the batch
+        if augment == "flip-shift":
+            x = random_shift(x, SHIFT_PIXELS)
+        return x, y
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+SHIFT_PIXELS = 2
+
+
+def random_shift(images, pixels):
+    """Move each image of a batch by its own random whole-pixel offset of up to `pixels`, filling with black.
+
+    Zero padding then a per-image crop, done as two batched gathers: exact integer shifts, no interpolation blur.
+    """
+    import tensorflow as tf
+
+    batch, side = tf.shape(images)[0], images.shape[1]
+    padded = tf.pad(images, [[0, 0], [pixels, pixels], [pixels, pixels], [0, 0]])
+    offsets = tf.random.uniform([batch, 2], 0, 2 * pixels + 1, dtype=tf.int32)
+    window = tf.range(side)
+    rows = offsets[:, :1] + window  # (batch, side)
+    cols = offsets[:, 1:] + window
+    shifted = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(shifted, cols, axis=2, batch_dims=1)

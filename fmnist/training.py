@@ -1,4 +1,4 @@
-"""Everything between a built model and a trained one: precision, compile, callbacks, fit."""
+"""Everything between a built model and a trained one: precision, optimizer, compile, callbacks, fit."""
 
 import time
 from pathlib import Path
@@ -31,11 +31,26 @@ def set_precision(policy):
     keras.mixed_precision.set_global_policy(policy)
 
 
-def compile_model(model, learning_rate):
+def make_optimizer(config, steps_per_epoch):
+    """Adam, or AdamW when weight decay is set; a constant rate, or linear warm-up then cosine decay to zero."""
+    import keras
+
+    rate = config.learning_rate
+    if config.schedule == "cosine":
+        total = config.epochs * steps_per_epoch
+        warmup = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=total - warmup, warmup_target=config.learning_rate, warmup_steps=warmup)
+    if config.weight_decay > 0:
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(rate)
+
+
+def compile_model(model, optimizer):
     import keras
 
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")],
     )

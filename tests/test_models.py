@@ -10,7 +10,7 @@ def test_each_model_builds_and_takes_a_training_step(name):
     import keras
 
     keras.utils.set_random_seed(0)
-    model = compile_model(build_model(name), learning_rate=1e-3)
+    model = compile_model(build_model(name), keras.optimizers.Adam(1e-3))
     images = np.random.default_rng(0).integers(0, 256, size=(8, 28, 28, 1)).astype("float32")
     labels = np.arange(8) % 10
     before = [w.copy() for w in model.get_weights()]
@@ -26,7 +26,8 @@ def test_each_model_builds_and_takes_a_training_step(name):
 def test_cnn_is_the_seed_003_architecture():
     model = build_model("cnn")
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["Rescaling", "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
+    assert kinds == ["Rescaling", "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout",
+                     "Dense"]
     assert model.layers[6].units == 400
     assert model.count_params() == 3_709_626
 

@@ -1,0 +1,120 @@
+"""Wall-clock seconds from the command to a test accuracy, on the real command-line path.
+
+    python benchmarks/time_to_accuracy.py --model fast               # 3 runs of the fast recipe, medians
+    python benchmarks/time_to_accuracy.py --runs 1 -- --model fast --epochs 20
+
+Each run is `python fashion_mnist.py ARGS` in a fresh process, observed by a callback that scores the test set
+at every epoch end. That scoring is measurement only (nothing in the run sees it) and its own time is taken
+out of the clock, so the times are those of the plain command. The accuracy is the one the run reports: with
+test-time augmentation when the recipe uses it.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = (0.93, 0.94)
+
+
+def child(log_path, cli_args):
+    """Runs inside the measured process: fashion_mnist.main with a callback that logs test accuracy per epoch."""
+    sys.path.insert(0, str(ROOT))
+    import keras
+
+    import fashion_mnist
+    from fmnist.data import load_fashion_mnist
+    from fmnist.evaluation import evaluate
+
+    class TestAccuracyLog(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.measuring, self.test = 0.0, None
+
+        def on_epoch_end(self, epoch, logs=None):
+            start = time.perf_counter()
+            if self.test is None:
+                self.test = load_fashion_mnist()
+            plain = evaluate(self.model, self.test.x_test, self.test.y_test)["accuracy"]
+            mirrored = evaluate(self.model, self.test.x_test, self.test.y_test, tta=True)["accuracy"]
+            self.measuring += time.perf_counter() - start
+            with open(log_path, "a") as f:
+                f.write(json.dumps({"epoch": epoch + 1, "time": time.time(), "measuring": self.measuring,
+                                    "accuracy": plain, "accuracy_tta": mirrored}) + "\n")
+
+    fashion_mnist.main(cli_args, extra_callbacks=[TestAccuracyLog()])
+
+
+def one_run(cli_args, out, index):
+    log = out / f"epochs-{index}.jsonl"
+    run_name = f"tta-bench-{index}"
+    args = [*cli_args, "--out", str(out), "--run-name", run_name]
+    command = [sys.executable, __file__, "--child", str(log), "--", *args]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    start = time.time()
+    with open(out / f"run-{index}.log", "w") as output:
+        proc = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    end = time.time()
+    if proc.returncode != 0:
+        sys.exit(f"error: run {index} failed (exit {proc.returncode}); see {out / f'run-{index}.log'}")
+    epochs = [json.loads(line) for line in log.read_text().splitlines()]
+    record = json.loads((out / "history" / f"{run_name}.json").read_text())
+    key = "accuracy_tta" if record["hyperparameters"]["tta"] else "accuracy"
+    reached = {}
+    for target in TARGETS:
+        hit = next((e for e in epochs if e[key] >= target), None)
+        reached[target] = None if hit is None else hit["time"] - start - hit["measuring"]
+    total = end - start - (epochs[-1]["measuring"] if epochs else 0)
+    return {"reached": reached, "total": total, "final": record["test"]["accuracy"],
+            "epochs": record["epochs_run"], "curve": [round(e[key], 4) for e in epochs]}
+
+
+def seconds(value):
+    return "never" if value is None else f"{value:.0f} s"
+
+
+def main():
+    if "--child" in sys.argv:
+        split = sys.argv.index("--")
+        child(sys.argv[sys.argv.index("--child") + 1], sys.argv[split + 1:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="fast", help="shorthand for `-- --model NAME`")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("cli_args", nargs="*", help="after --: more flags for fashion_mnist.py")
+    args = parser.parse_args()
+    cli_args = ["--model", args.model, *args.cli_args]
+
+    sys.path.insert(0, str(ROOT))
+    from machine import describe_machine
+
+    print(describe_machine())
+    print(f"Command: python fashion_mnist.py {' '.join(cli_args)}  ({args.runs} runs)")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="fmnist-bench-") as tmp:
+        for i in range(args.runs):
+            r = one_run(cli_args, Path(tmp), i + 1)
+            results.append(r)
+            print(f"run {i + 1}: " + ", ".join(f"{t:.0%} at {seconds(r['reached'][t])}" for t in TARGETS)
+                  + f"; final {r['final']:.4f} after {r['epochs']} epochs, {r['total']:.0f} s in all; "
+                  f"per epoch {r['curve']}", flush=True)
+
+    def median(values):
+        """A run that never got there counts as infinitely slow."""
+        middle = statistics.median(float("inf") if v is None else v for v in values)
+        return None if middle == float("inf") else middle
+
+    print(f"\nMedian of {len(results)}: " + ", ".join(
+        f"{t:.0%} at {seconds(median([r['reached'][t] for r in results]))}" for t in TARGETS)
+        + f"; final accuracy {statistics.median(r['final'] for r in results):.4f}; "
+        f"command to result {statistics.median(r['total'] for r in results):.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Training throughput of the `cnn`: the seed recipe against this project's path, interleaved in one process.
+
+    python benchmarks/train_speed.py                    # 3 rounds of 12,800 images per setting
+    python benchmarks/train_speed.py --rounds 5 --images 25600 --batch-sizes 64 128 256 512
+
+The seed recipe is fp32 `model.fit` on NumPy arrays at batch 64. The project's path is the dtype policy that
+--precision auto picks plus the tf.data pipeline, at batch 64 and at larger batches. The settings take turns
+(round-robin), so a noisy neighbour on a shared machine slows them alike; the table shows the median round.
+Peak FLOP/s is an estimate: cores x clock x FLOP per cycle (--flop-per-cycle, 64 for AVX-512 BF16 on Zen 4,
+32 for fp32 FMA); the "of peak" column is against the bf16 peak.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from machine import describe_machine  # noqa: E402
+
+EPOCH_IMAGES = 54_000  # one epoch: the 60,000 training images less the 10 % validation split
+
+
+def training_flops_per_image(model):
+    """Multiply-adds of the Conv2D and Dense layers, x2 for FLOPs, x3 for forward + both backward passes."""
+    macs = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            macs += h * w * c_out * kh * kw * layer.input.shape[-1]
+        elif kind == "Dense":
+            macs += layer.input.shape[-1] * layer.units
+    return 3 * 2 * macs
+
+
+def cpu_mhz():
+    try:
+        clocks = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("cpu MHz")]
+        return max(clocks)
+    except (OSError, ValueError):
+        return None
+
+
+class Setting:
+    """One way of training the cnn, with its own model, warmed up before timing."""
+
+    def __init__(self, label, *, policy, batch_size, pipeline, images, labels):
+        import keras
+
+        from fmnist.architectures import build_cnn
+        from fmnist.data import make_dataset
+        from fmnist.training import compile_model
+
+        self.label, self.batch_size, self.pipeline = label, batch_size, pipeline
+        self.images, self.labels = images, labels
+        self.x_float = images[..., None].astype("float32")  # the seed recipe's in-memory float array
+        keras.mixed_precision.set_global_policy(policy)  # layers take the policy current when they are built
+        self.model = compile_model(build_cnn(), keras.optimizers.Adam(1e-3))
+        keras.mixed_precision.set_global_policy("float32")
+        if pipeline:
+            self.data = make_dataset(images, labels, batch_size, shuffle=True, seed=0)
+        self.seconds = []
+        self.run(warm_up=True)
+
+    def run(self, warm_up=False):
+        n = 4 * self.batch_size if warm_up else len(self.images)
+        start = time.perf_counter()
+        if self.pipeline:
+            data = self.data.take(n // self.batch_size)
+            self.model.fit(data, epochs=1, verbose=0, shuffle=False)
+        else:
+            self.model.fit(self.x_float[:n], self.labels[:n], batch_size=self.batch_size, epochs=1, verbose=0)
+        if not warm_up:
+            self.seconds.append(time.perf_counter() - start)
+
+    @property
+    def images_per_second(self):
+        return len(self.images) / statistics.median(self.seconds)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--images", type=int, default=12_800, help="images per timed round")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256],
+                        help="batch sizes for the project's path")
+    parser.add_argument("--flop-per-cycle", type=float, default=64.0, help="per core, for the peak estimate")
+    args = parser.parse_args()
+
+    from fmnist.data import load_fashion_mnist
+    from fmnist.training import choose_precision
+
+    print(describe_machine())
+    data = load_fashion_mnist()
+    images, labels = data.x_train[: args.images], data.y_train[: args.images]
+    policy = choose_precision("auto")
+    settings = [Setting("seed recipe: fp32, NumPy arrays", policy="float32", batch_size=64, pipeline=False,
+                        images=images, labels=labels)]
+    settings += [Setting(f"project: {policy}, tf.data", policy=policy, batch_size=bs, pipeline=True, images=images,
+                         labels=labels) for bs in args.batch_sizes]
+
+    for round_number in range(args.rounds):
+        for setting in settings:
+            setting.run()
+        print(f"round {round_number + 1}/{args.rounds}: " + ", ".join(
+            f"{s.seconds[-1]:.1f} s" for s in settings), flush=True)
+
+    flops = training_flops_per_image(settings[0].model)
+    mhz = cpu_mhz()
+    peak = os.cpu_count() * mhz * 1e6 * args.flop_per_cycle if mhz else None
+    base = settings[0].images_per_second
+    print(f"\ncnn: {flops / 1e6:.0f} MFLOP per training image; peak estimate "
+          f"{peak / 1e9:.0f} GFLOP/s ({os.cpu_count()} cores x {mhz:.0f} MHz x {args.flop_per_cycle:g})"
+          if peak else f"\ncnn: {flops / 1e6:.0f} MFLOP per training image; clock unknown, no peak estimate")
+    print(f"{'setting':<40} {'batch':>5} {'images/s':>9} {'s/epoch':>8} {'vs seed':>8} {'of peak':>8}")
+    for s in settings:
+        ips = s.images_per_second
+        of_peak = f"{ips * flops / peak:.1%}" if peak else "n/a"
+        print(f"{s.label:<40} {s.batch_size:>5} {ips:>9.0f} {EPOCH_IMAGES / ips:>8.1f} {ips / base:>7.2f}x "
+              f"{of_peak:>8}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+import numpy as np
+
+from fmnist.config import parse_config
+from fmnist.data import make_dataset, random_shift
+from fmnist.recipes import RECIPES
+
+DEFAULTS = dict(model="cnn", epochs=20, batch_size=64, learning_rate=0.001, schedule="constant", warmup_epochs=0,
+                weight_decay=0.0, augment="none", tta=False, val_fraction=0.1, patience=5, seed=1, limit=None,
+                precision="auto", resnet_width=64)
+
+
+def test_flags_override_the_recipe_which_overrides_the_defaults():
+    plain = parse_config([], DEFAULTS)
+    assert (plain.epochs, plain.batch_size, plain.augment, plain.tta) == (20, 64, "none", False)
+
+    fast = parse_config(["--model", "fast"], DEFAULTS)
+    for key, value in RECIPES["fast"].items():
+        assert getattr(fast, key) == value
+
+    tuned = parse_config(["--model", "fast", "--epochs", "3", "--no-tta"], DEFAULTS)
+    assert tuned.epochs == 3 and tuned.tta is False
+    assert tuned.batch_size == RECIPES["fast"]["batch_size"]
+
+
+def test_random_shift_moves_each_image_by_at_most_two_pixels_without_blur():
+    rng = np.random.default_rng(0)
+    images = np.zeros((64, 28, 28, 1), np.float32)
+    images[:, 4:24, 4:24] = rng.integers(1, 256, size=(64, 20, 20, 1))  # content away from the border
+    shifted = random_shift(images, 2).numpy()
+    offsets = set()
+    for original, moved in zip(images, shifted, strict=True):
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if np.array_equal(np.roll(original, (dy, dx), axis=(0, 1)), moved)]
+        assert len(matches) == 1  # an exact whole-pixel shift, no interpolation
+        offsets.add(matches[0])
+    assert len(offsets) > 5  # each image gets its own offset
+
+
+def test_flip_augmentation_mirrors_some_images_and_keeps_the_others():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(128, 28, 28), dtype=np.uint8)
+    labels = np.arange(128) % 10
+    (x, y), = make_dataset(images, labels, 128, augment="flip").take(1).as_numpy_iterator()
+    assert x.shape == (128, 28, 28, 1) and x.dtype == np.float32
+    assert np.array_equal(y, labels)
+    mirrored = [np.array_equal(a[..., 0], b[:, ::-1]) for a, b in zip(x, images, strict=True)]
+    unchanged = [np.array_equal(a[..., 0], b) for a, b in zip(x, images, strict=True)]
+    assert all(m or u for m, u in zip(mirrored, unchanged, strict=True))
+    assert 20 < sum(mirrored) < 108
