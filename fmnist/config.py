@@ -15,6 +15,8 @@ from fmnist.recipes import RECIPE_KEYS, RECIPES, recipe_note
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("constant", "cosine")
 AUGMENTATIONS = ("none", "flip", "flip-shift")
+# Where the files are may differ when a run is resumed; every other setting comes from the run's record.
+RESUME_MAY_CHANGE = ("data_dir", "out")
 
 
 @dataclass(frozen=True)
@@ -34,15 +36,17 @@ class Config:
     limit: int | None
     precision: str
     resnet_width: int
+    deterministic: bool
     data_dir: str | None
     verify: bool
     out: str
     run_name: str | None
+    resume: str | None
 
     def hyperparameters(self):
         """The settings that shape the result (not where files go), for the run record."""
         settings = asdict(self)
-        for where in ("data_dir", "out", "run_name"):
+        for where in RESUME_MAY_CHANGE + ("run_name", "resume"):
             settings.pop(where)
         return settings
 
@@ -119,6 +123,9 @@ def build_parser(defaults, description):
                        help="auto: mixed_bfloat16 where the CPU or a GPU supports it, else float32")
     model.add_argument("--resnet-width", type=_number(int, 1), default=defaults["resnet_width"],
                        help="first-stage channels of resnet18 (64 is the published net)")
+    model.add_argument("--deterministic", action="store_true",
+                       help="bit-identical results for the same --seed on the same machine "
+                            "(tf.config.experimental.enable_op_determinism); can make training slower")
 
     files = p.add_argument_group("data and outputs")
     files.add_argument("--data-dir", default=None, metavar="DIR",
@@ -130,12 +137,33 @@ def build_parser(defaults, description):
                        help="root folder for models/, history/ and tensorboard_logs/")
     files.add_argument("--run-name", type=_run_name, default=None,
                        help="name of this run (default: model, settings and time)")
+    files.add_argument("--resume", type=_run_name, default=None, metavar="RUN",
+                       help="continue the interrupted run RUN (in --out) from its last completed epoch, with the "
+                            "settings in its record; only --out and --data-dir may be given with it")
     return p
+
+
+def _given_flags(parser, argv):
+    """The settings typed on the command line, as opposed to defaults, which argparse alone cannot tell apart.
+
+    argparse only fills in defaults that the namespace lacks, so whatever still holds the marker was not typed.
+    """
+    not_given = object()
+    names = vars(parser.parse_args([]))
+    parsed = vars(parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(names, not_given))))
+    return {name for name, value in parsed.items() if value is not not_given}
 
 
 def parse_config(argv, defaults, description=None):
     """Flags the user typed win, then the model's recipe, then the top-of-file defaults."""
-    args = vars(build_parser(defaults, description).parse_args(argv))
+    parser = build_parser(defaults, description)
+    args = vars(parser.parse_args(argv))
+    if args["resume"]:
+        conflicting = _given_flags(parser, argv) - {"resume", *RESUME_MAY_CHANGE}
+        if conflicting:
+            flags = ", ".join(sorted("--no-verify" if name == "verify" else f"--{name.replace('_', '-')}"
+                                     for name in conflicting))
+            parser.error(f"--resume continues a run with the settings in its record; drop {flags}")
     recipe = RECIPES.get(args["model"], {})
     for key in RECIPE_KEYS:
         if args[key] is None:

@@ -224,23 +224,32 @@ def make_dataset(images, labels, batch_size, *, shuffle=False, seed=None, augmen
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels.astype("int32")))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment != "none":
+        # Stateless random ops, fed a fresh seed per batch and per epoch: reproducible under --deterministic
+        # (which refuses unseeded random ops), yet different every epoch.
+        batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, batch_seeds).map(
+            lambda batch, batch_seed: (augment_batch(batch[0], batch_seed, augment), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
-    def prepare(x, y):
-        x = tf.cast(x, tf.float32)
-        if augment in ("flip", "flip-shift"):
-            x = tf.image.random_flip_left_right(x)  # independently for each image of the batch
-        if augment == "flip-shift":
-            x = random_shift(x, SHIFT_PIXELS)
-        return x, y
 
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+def augment_batch(images, seed, augment):
+    """Mirror each image with probability 1/2 ("flip"), then also shift it ("flip-shift")."""
+    import tensorflow as tf
+
+    flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    images = tf.image.stateless_random_flip_left_right(images, flip_seed)  # independently for each image
+    if augment == "flip-shift":
+        images = random_shift(images, SHIFT_PIXELS, shift_seed)
+    return images
 
 
 SHIFT_PIXELS = 2
 
 
-def random_shift(images, pixels):
+def random_shift(images, pixels, seed):
     """Move each image of a batch by its own random whole-pixel offset of up to `pixels`, filling with black.
 
     Zero padding then a per-image crop, done as two batched gathers: exact integer shifts, no interpolation blur.
@@ -249,7 +258,7 @@ def random_shift(images, pixels):
 
     batch, side = tf.shape(images)[0], images.shape[1]
     padded = tf.pad(images, [[0, 0], [pixels, pixels], [pixels, pixels], [0, 0]])
-    offsets = tf.random.uniform([batch, 2], 0, 2 * pixels + 1, dtype=tf.int32)
+    offsets = tf.random.stateless_uniform([batch, 2], seed, 0, 2 * pixels + 1, dtype=tf.int32)
     window = tf.range(side)
     rows = offsets[:, :1] + window  # (batch, side)
     cols = offsets[:, 1:] + window

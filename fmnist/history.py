@@ -18,6 +18,7 @@ _SAFE_GLOBALS = {
     ("numpy", "dtype"), ("numpy", "ndarray"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # NumPy arrays, protocol 5
 }
 
 
@@ -29,9 +30,18 @@ class _PlainDataUnpickler(pickle.Unpickler):
     """Loading a pickle runs whatever callables it names; this one only admits the plain data types above."""
 
     def find_class(self, module, name):
+        if (module, name) == ("_codecs", "encode"):
+            return self._latin1_encode
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         raise HistoryError(f"refusing to load {self.source}: it contains {module}.{name}, which is not plain data")
+
+    def _latin1_encode(self, text, encoding="latin1"):
+        """Protocols 0-2 store bytes (a NumPy array's data) as _codecs.encode(text, "latin1"). The real
+        _codecs.encode takes any codec, so only this one use is let through."""
+        if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+            raise HistoryError(f"refusing to load {self.source}: it contains _codecs.encode with codec {encoding!r}")
+        return text.encode("latin1")
 
 
 def write_atomically(path, data: bytes):

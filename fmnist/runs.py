@@ -16,6 +16,11 @@ class RunPaths:
     record: Path  # history/<run>.json, the run record
     tensorboard: Path  # tensorboard_logs/<run>/
 
+    @property
+    def backup(self):
+        """models/<run>.backup/: weights and optimizer state of the last completed epoch, for --resume."""
+        return self.model.with_name(f"{self.name}.backup")
+
     def files(self):
         return {"model": str(self.model), "history": str(self.history), "record": str(self.record),
                 "tensorboard": str(self.tensorboard)}
@@ -59,3 +64,12 @@ def reserve_run(out, requested_name, default_name):
         if requested_name:
             raise UserError(f"a run named {name!r} already exists in {out}; choose another --run-name")
     raise UserError(f"could not find a free run name for {default_name!r} in {out}")
+
+
+def reopen_run(out, name):
+    """The files of an earlier run in --out, to resume it."""
+    paths = _paths(Path(out), name)
+    if not paths.record.is_file():
+        raise UserError(f"no run named {name!r} in {Path(out).resolve()} (no {paths.record}); "
+                        "give the --out the run was started with")
+    return paths

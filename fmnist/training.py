@@ -1,7 +1,19 @@
-"""Everything between a built model and a trained one: precision, optimizer, compile, callbacks, fit."""
+"""Everything between a built model and a trained one: seeds, precision, optimizer, compile, callbacks,
+fit."""
 
-import time
+import math
 from pathlib import Path
+
+
+def set_seed(seed, deterministic=False):
+    """Seed Python, NumPy, TensorFlow and Keras. `deterministic` also makes TensorFlow pick reproducible kernels,
+    so that two runs with the same seed give identical histories (some ops get slower)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 def cpu_supports_bf16():
@@ -57,20 +69,29 @@ def compile_model(model, optimizer):
     return model
 
 
-def make_callbacks(paths, patience):
+def make_callbacks(paths, patience, earlier_history):
+    """The checkpoint and early stopping pick up from `earlier_history` when a run is resumed (empty otherwise)."""
     import keras
 
+    from fmnist.checkpoints import BestModelCheckpoint, ResumableEarlyStopping
+
+    val_losses = earlier_history.get("val_loss", [])
     return [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(paths.model, monitor="val_loss", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1),
+        BestModelCheckpoint(paths.model, best=min((v for v in val_losses if math.isfinite(v)), default=math.inf)),
+        ResumableEarlyStopping(patience, val_losses, paths.model),
         keras.callbacks.TensorBoard(log_dir=str(paths.tensorboard)),
     ]
 
 
-def train(model, train_ds, val_ds, epochs, callbacks):
-    """Fit with Keras's progress bar. Returns (History.history, wall seconds)."""
-    start = time.perf_counter()
-    # shuffle=False only silences a warning: the tf.data pipeline already reshuffles every epoch.
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False)
-    return history.history, time.perf_counter() - start
+def train(model, train_ds, val_ds, epochs, callbacks, *, initial_epoch=0):
+    """Fit with Keras's progress bar, from `initial_epoch` (a resumed run) to `epochs`.
+
+    SIGINT or SIGTERM ends it at the end of the current batch with fmnist.interrupt.TrainingInterrupted.
+    """
+    from fmnist.interrupt import StopOnSignal
+
+    with StopOnSignal() as stop:
+        # shuffle=False only silences a warning: the tf.data pipeline already reshuffles every epoch.
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
+                  callbacks=[*callbacks, stop], shuffle=False)

@@ -9,12 +9,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_script(script, *args, timeout=600):
-    """Run one of the entry scripts as a user would, and return the finished process."""
+def _script_env():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     env.pop("FASHION_MNIST_DIR", None)
+    return env
+
+
+def run_script(script, *args, timeout=600):
+    """Run one of the entry scripts as a user would, and return the finished process."""
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+                          timeout=timeout, env=_script_env(), cwd=ROOT)
+
+
+def start_script(script, *args, log):
+    """Start an entry script in the background (to signal it), with stdout and stderr going to the file `log`."""
+    with open(log, "w") as output:
+        return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], stdout=output,
+                                stderr=subprocess.STDOUT, text=True, env=_script_env(), cwd=ROOT)
 
 
 def assert_clean_error(proc, code, *fragments):

@@ -19,7 +19,7 @@ def test_help_lists_every_flag_without_importing_tensorflow():
     for flag in ("--model", "--epochs", "--batch-size", "--learning-rate", "--limit", "--seed", "--data-dir",
                  "--out", "--run-name"):
         assert flag in proc.stdout
-    assert "(default: 20)" in proc.stdout and "(default: 0.001)" in proc.stdout
+    assert "(default: 20;" in proc.stdout and "(default: 0.001;" in proc.stdout  # and the fast recipe's values
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,13 @@ def test_help_lists_every_flag_without_importing_tensorflow():
         (["--val-fraction", "1.5"], "--val-fraction"),
         (["--model", "vgg"], "--model"),
         (["--run-name", "../escape"], "--run-name"),
+        (["--limit", "abc"], "--limit"),
+        (["--limit", "5"], "--limit"),
+        (["--seed", "-1"], "--seed"),
+        (["--patience", "1.5"], "--patience"),
+        (["--learning-rate", "inf"], "--learning-rate"),
+        (["--precision", "float8"], "--precision"),
+        (["--resume", "a/b"], "--resume"),
         (["--no-such-flag"], "unrecognized"),
     ],
 )
@@ -71,12 +78,14 @@ def test_a_run_name_is_never_reused_and_nothing_is_overwritten(tiny_run):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_an_unwritable_out_fails_before_training(tmp_path):
+@pytest.mark.parametrize("where", ["file", "file/below"])  # tests run as root: only a file in the way stops writes
+def test_an_unwritable_out_fails_before_training(tmp_path, where):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("I am a file")
-    proc = run_script("fashion_mnist.py", "--limit", 1000, "--out", not_a_folder)
+    proc = run_script("fashion_mnist.py", "--limit", 1000, "--out", tmp_path / where)
     assert_clean_error(proc, 1, "cannot write to --out")
     assert "Epoch 1" not in proc.stdout
+    assert not_a_folder.read_text() == "I am a file"
 
 
 def test_missing_data_names_the_folder(tmp_path):
@@ -88,3 +97,90 @@ def test_run_record_is_valid_json_with_the_history(tiny_run):
     out, _, record = tiny_run
     assert record["history"] == pickle.loads((out / "history" / "tiny.pkl").read_bytes())
     json.dumps(record, allow_nan=False)  # strict JSON: no NaN or Infinity
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad data through the command line: refused before TensorFlow loads, so each costs well under a second
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _idx(array, magic=None, dims=None):
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    magic = magic if magic is not None else 0x0800 + array.ndim
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (dims or array.shape))
+    return header + array.tobytes()
+
+
+def _real_labels():
+    import gzip
+
+    import numpy as np
+
+    raw = gzip.decompress((ROOT / "data" / "fashion" / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    return np.frombuffer(raw, np.uint8, offset=8).copy()
+
+
+def _broken_files():
+    """file name -> (what to write instead of it (None: no file), the message expected)."""
+    import gzip
+
+    import numpy as np
+
+    labels = _real_labels()
+    changed = labels.copy()
+    changed[0] = (changed[0] + 1) % 10
+    outside = labels.copy()
+    outside[5] = 12
+    real_gz = gzip.compress(_idx(labels))
+    return {
+        "missing file": ("t10k-labels-idx1-ubyte.gz", None, "file not found"),
+        "truncated gzip": ("t10k-labels-idx1-ubyte.gz", real_gz[: len(real_gz) // 2], "truncated gzip"),
+        "not gzip": ("t10k-labels-idx1-ubyte.gz", b"P3 28 28 255\n0 0 0", "not a gzip file"),
+        "wrong magic": ("t10k-labels-idx1-ubyte.gz", gzip.compress(_idx(labels, magic=0x0901)), "bad magic number"),
+        "images for labels": ("t10k-labels-idx1-ubyte.gz",
+                              gzip.compress(_idx(np.zeros((10_000, 28, 28)))), "magic number 2051 but"),
+        "wrong dimensions": ("t10k-images-idx3-ubyte.gz", gzip.compress(_idx(np.zeros((10, 32, 32)))), "32x32"),
+        "count mismatch": ("t10k-labels-idx1-ubyte.gz", gzip.compress(_idx(labels[:9_999])),
+                           "holds 9,999 items, expected 10,000"),
+        "label outside 0-9": ("t10k-labels-idx1-ubyte.gz", gzip.compress(_idx(outside)), "label 12 is outside 0-9"),
+        "checksum mismatch": ("t10k-labels-idx1-ubyte.gz", gzip.compress(_idx(changed)), "checksum mismatch"),
+    }
+
+
+def _data_dir_with(tmp_path, name, content):
+    """A copy of the shipped data folder (links to the real files) with `name` replaced by `content`."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for real in (ROOT / "data" / "fashion").glob("*.gz"):
+        (folder / real.name).symlink_to(real)
+    (folder / name).unlink()
+    if content is not None:
+        (folder / name).write_bytes(content)
+    return folder
+
+
+@pytest.mark.parametrize("case", list(_broken_files()))
+def test_bad_data_is_refused_in_one_line_and_nothing_is_written(tmp_path, case):
+    name, content, message = _broken_files()[case]
+    data_dir = _data_dir_with(tmp_path, name, content)
+    out = tmp_path / "out"
+    (out / "history").mkdir(parents=True)
+    earlier = out / "history" / "earlier.json"
+    earlier.write_text('{"run": "earlier"}')
+    proc = run_script("fashion_mnist.py", "--data-dir", data_dir, "--out", out, "--limit", 500, "--epochs", 1)
+    assert_clean_error(proc, 1, name, message)
+    assert sorted(p.name for p in out.rglob("*")) == ["earlier.json", "history"]  # nothing new, nothing changed
+    assert earlier.read_text() == '{"run": "earlier"}'
+
+
+def test_no_verify_trains_on_data_modified_on_purpose(tmp_path):
+    name, content, _ = _broken_files()["checksum mismatch"]
+    data_dir = _data_dir_with(tmp_path, name, content)
+    proc = run_script("fashion_mnist.py", "--data-dir", data_dir, "--no-verify", "--limit", 500, "--val-fraction",
+                      0.02, "--epochs", 1, "--out", tmp_path, "--run-name", "modified")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "history" / "modified.json").read_text())
+    assert record["status"] == "completed" and record["hyperparameters"]["verify"] is False
+    assert str(data_dir) in record["data_source"]

@@ -128,3 +128,65 @@ def test_an_explicit_data_dir_is_the_only_place_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path))
     with pytest.raises(DataError, match="FASHION_MNIST_DIR must hold the four"):
         find_data_dir()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fuzzing the parser: whatever the bytes, a DataError or an array, quickly and without a huge allocation
+# ---------------------------------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = settings(max_examples=200, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _parse_or_data_error(raw):
+    try:
+        array = parse_idx(raw, "fuzz")
+    except DataError:
+        return
+    assert array.nbytes <= len(raw)  # a header never makes it allocate more than the data it has
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_fuzz_random_bytes_raise_only_data_error(raw):
+    _parse_or_data_error(raw)
+
+
+@FUZZ
+@given(ndim=st.sampled_from([0, 1, 2, 3, 4, 255]), dtype=st.sampled_from([0x08, 0x09, 0x0D, 0xFF]),
+       dims=st.lists(st.integers(0, 2**32 - 1), min_size=0, max_size=4), payload=st.binary(max_size=3000),
+       cut=st.integers(0, 40))
+def test_fuzz_mutated_headers_raise_only_data_error(ndim, dtype, dims, payload, cut):
+    header = bytes([0, 0, dtype, ndim]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    raw = header + payload
+    _parse_or_data_error(raw)
+    _parse_or_data_error(raw[: len(raw) - cut])
+
+
+@FUZZ
+@given(position=st.integers(0, 4 * 28 * 28 + 15), value=st.integers(0, 255))
+def test_fuzz_one_changed_byte_in_a_real_file_raises_only_data_error(position, value):
+    raw = bytearray(idx_bytes(np.zeros((4, 28, 28))))
+    raw[position] = value
+    _parse_or_data_error(bytes(raw))
+
+
+@settings(max_examples=50, deadline=2000)
+@given(st.binary(max_size=500))
+def test_fuzz_a_corrupt_gz_file_raises_only_data_error(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("fuzz") / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(content)[: max(10, len(content))] if content[:1] == b"\x00" else content)
+    with pytest.raises(DataError):
+        read_idx_file(path)
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb", compresslevel=1) as f:
+        block = bytes(1 << 20)
+        for _ in range(60):  # 60 MB of zeros, about 60 KB compressed
+            f.write(block)
+    with pytest.raises(DataError, match="decompresses to more than"):
+        read_idx_file(bomb)

@@ -59,21 +59,80 @@ def test_a_missing_file_gets_a_clear_error(tmp_path):
     assert_clean_error(run_script("graph_history.py", tmp_path / "missing.pkl"), 1, "file not found")
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
+class _Calls:
+    """Pickles as a call of `function(*args)`: what a malicious "history" would contain."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
 
     def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
+        return self.function, self.args
 
 
-def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+def _payloads(marker):
+    import builtins
+    import os
+    import subprocess
+
+    return {
+        "posix.system": _Calls(os.system, f"touch {marker}"),  # os.system pickles under its real module name
+        "subprocess.Popen": _Calls(subprocess.Popen, ["touch", str(marker)]),
+        "subprocess.check_call": _Calls(subprocess.check_call, ["touch", str(marker)]),
+        "builtins.eval": _Calls(builtins.eval, f"open({str(marker)!r}, 'w')"),
+        "builtins.exec": _Calls(builtins.exec, f"open({str(marker)!r}, 'w').close()"),
+    }
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("callable_name", ["posix.system", "subprocess.Popen", "subprocess.check_call",
+                                           "builtins.eval", "builtins.exec"])
+def test_a_pickle_that_would_run_code_is_refused(tmp_path, callable_name, protocol):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pkl"
-    evil.write_bytes(pickle.dumps(_RunsCode(marker)))
-    with pytest.raises(HistoryError, match="refusing to load .*system"):
+    # Hidden inside a history that looks right, where a careless loader would call it.
+    evil.write_bytes(pickle.dumps({"loss": [1.0, 0.5], "accuracy": _payloads(marker)[callable_name]}, protocol))
+    # Protocols 0-2 write Python 2 module names (commands.Popen, __builtin__.eval): refused all the same.
+    module, name = callable_name.split(".")
+    module = {"subprocess": "(subprocess|commands)", "builtins": "(builtins|__builtin__)"}.get(module, module)
+    with pytest.raises(HistoryError, match=f"refusing to load {evil}: it contains {module}.{name}, which is not plain"):
         read_history(evil)
-    assert_clean_error(run_script("graph_history.py", evil), 1, "refusing to load")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("callable_name", ["posix.system", "subprocess.Popen", "builtins.eval", "builtins.exec"])
+def test_graph_history_refuses_a_pickle_that_would_run_code(tmp_path, callable_name):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps(_payloads(marker)[callable_name]))
+    assert_clean_error(run_script("graph_history.py", evil), 1, "refusing to load", callable_name)
+    assert not marker.exists() and not (tmp_path / "evil.png").exists()
+
+
+def test_a_codec_other_than_latin1_is_refused(tmp_path):
+    """Protocols 0-2 need _codecs.encode for bytes; only its latin1 use is let through."""
+    import _codecs
+
+    evil = tmp_path / "codec.pkl"
+    evil.write_bytes(pickle.dumps({"loss": _Calls(_codecs.encode, "eA==", "base64")}, protocol=2))
+    with pytest.raises(HistoryError, match="refusing to load .*_codecs.encode with codec 'base64'"):
+        read_history(evil)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_numpy_histories_load_with_every_protocol(tmp_path, protocol):
+    import numpy as np
+
+    path = tmp_path / "numpy.pkl"
+    path.write_bytes(pickle.dumps({"loss": np.array([1.0, 0.5], dtype=np.float32),
+                                   "val_loss": [np.float64(0.9), np.float32(0.8)], "accuracy": (0.5, 0.75)}, protocol))
+    assert read_history(path) == {"loss": [1.0, 0.5], "val_loss": [0.9, pytest.approx(0.8)], "accuracy": [0.5, 0.75]}
+
+
+def test_graph_history_plots_a_numpy_array_history(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "arrays.pkl"
+    path.write_bytes(pickle.dumps({"accuracy": np.array([0.5, 0.8]), "loss": np.array([1.0, 0.4])}, protocol=2))
+    proc = run_script("graph_history.py", path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "arrays.png").read_bytes().startswith(PNG_MAGIC)

@@ -1,0 +1,156 @@
+"""Model files that survive a kill, the callbacks that write them, and restoring a model from them for --resume.
+
+After every epoch RunKeeper saves, in this order: (1) the weights and optimizer state to
+models/<run>.backup/epoch-N.weights.h5, (2) the history pickle and the run record (status "running"), then
+(3) deletes the older backup. Whenever the process dies, even by SIGKILL, the record's epoch count has a matching
+backup, and --resume continues from that epoch.
+
+Every save goes to a temporary file in the same folder, which os.replace then puts in place: whatever moment the
+process dies at, the path holds the previous complete file or the new one, never a torn one. A kill mid-save can
+leave the hidden temporary file behind (`.NAME.*.tmp*`); --resume removes those of its run.
+
+This module imports Keras: import it only once the command line has been parsed.
+"""
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+
+from fmnist import UserError
+from fmnist.resume import RESUMABLE, backup_file
+
+TEMPORARY_MARK = ".tmp"
+
+
+def save_atomically(model, path, weights_only=False):
+    """model.save (or save_weights) to `path` through a temporary file and os.replace."""
+    path = Path(path)
+    # Keras chooses the format from the file name, so the temporary name must end like the real one.
+    suffix = ".weights.h5" if weights_only else ".keras"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_MARK + suffix)
+    os.close(fd)
+    try:
+        if weights_only:
+            model.save_weights(tmp)
+        else:
+            model.save(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # on disk before the rename, so a power cut cannot leave an empty file either
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_temporary_files(folder, file_name="*"):
+    """Delete the temporary files that a killed save of `file_name` (any file when "*") left in `folder`."""
+    for leftover in Path(folder).glob(f".{file_name}.*{TEMPORARY_MARK}*"):
+        leftover.unlink(missing_ok=True)
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """ModelCheckpoint(monitor="val_loss", save_best_only=True), with an atomic save.
+
+    `best` starts at an interrupted run's best validation loss, so a resumed run never replaces a better model
+    with a worse one.
+    """
+
+    def __init__(self, path, best=math.inf):
+        super().__init__()
+        self.path = path
+        self.best = best
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss")
+        if loss is not None and loss < self.best:  # NaN compares False: a diverged epoch is never saved
+            self.best = float(loss)
+            save_atomically(self.model, self.path)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping on val_loss with restore_best_weights, that on --resume carries on where the run stopped.
+
+    From the interrupted run's validation losses it takes the best loss and the epochs waited since, and from
+    the best-model checkpoint the weights to restore at the end; otherwise patience would start over and the
+    weights restored could be worse than the best already seen.
+    """
+
+    def __init__(self, patience, earlier_val_losses, best_model_path):
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1)
+        self.earlier_val_losses = list(earlier_val_losses)
+        self.best_model_path = Path(best_model_path)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        losses = self.earlier_val_losses
+        if not any(math.isfinite(loss) for loss in losses) or not self.best_model_path.is_file():
+            return
+        self.best_epoch = min(range(len(losses)), key=lambda i: losses[i] if math.isfinite(losses[i]) else math.inf)
+        self.best = losses[self.best_epoch]
+        self.wait = len(losses) - 1 - self.best_epoch
+        self.best_weights = keras.saving.load_model(self.best_model_path).get_weights()
+
+
+def restore_last_epoch(model, paths, so_far):
+    """Give a freshly compiled model the weights and optimizer state the run had after its last completed epoch."""
+    for path in (paths.model, paths.history, paths.record):
+        remove_temporary_files(path.parent, path.name)
+    remove_temporary_files(paths.backup)
+    if not so_far.epochs:
+        return  # it died in its first epoch: there is nothing to restore, it starts over
+    backup = backup_file(paths, so_far.epochs)
+    if not backup.is_file():
+        raise UserError(f"cannot resume {paths.name}: {backup} is missing")
+    model.optimizer.build(model.trainable_variables)  # so that load_weights has optimizer variables to fill
+    model.load_weights(backup)
+    print(f"Resuming {paths.name} after epoch {so_far.epochs}")
+
+
+class RunKeeper(keras.callbacks.Callback):
+    """Keeps the run's files current after every epoch (see the module docstring), and holds the whole history:
+    the earlier epochs of a resumed run followed by this session's.
+
+    `save(history, train_seconds, status, test)` writes the history pickle and the run record.
+    """
+
+    def __init__(self, paths, so_far, save):
+        super().__init__()
+        self.paths = paths
+        self.history = {key: list(values) for key, values in so_far.history.items()}
+        self.earlier_seconds = so_far.train_seconds
+        self.save = save
+        self.started = self.ended = None
+
+    @property
+    def seconds(self):
+        """Training time of all sessions (not evaluation, not the start-up)."""
+        return self.earlier_seconds + (self.ended or time.perf_counter()) - self.started
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+        self.save(self.history, self.seconds, "running", None)  # a record from the start: even epoch 1 is resumable
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self.paths.backup.mkdir(exist_ok=True)
+        backup = backup_file(self.paths, len(self.history["loss"]))
+        save_atomically(self.model, backup, weights_only=True)
+        self.save(self.history, self.seconds, "running", None)
+        for older in self.paths.backup.glob("epoch-*.weights.h5"):
+            if older != backup:
+                older.unlink()
+
+    def on_train_end(self, logs=None):
+        self.ended = time.perf_counter()
+
+    def finish(self, status, test=None):
+        """Write the final history and record. The backup goes only now, once the record no longer says "running"."""
+        self.save(self.history, self.seconds, status, test)
+        if status not in RESUMABLE:
+            shutil.rmtree(self.paths.backup, ignore_errors=True)

@@ -1,0 +1,195 @@
+"""Nothing lost: interruption by SIGINT, SIGTERM and SIGKILL, resuming, atomic files, divergence, determinism.
+
+Every scenario is a real training subprocess on a small --limit run.
+"""
+
+import json
+import math
+import pickle
+import signal
+import time
+
+import pytest
+from conftest import assert_clean_error, run_script, start_script
+
+from fmnist.history import read_history
+
+# A few seconds an epoch; a small validation set keeps the epoch ends quick too.
+SMALL = ("--limit", 1000, "--val-fraction", 0.02, "--epochs", 2)
+
+
+def wait_for_epochs(proc, record, epochs, log, timeout=300):
+    """Poll the run record (rewritten atomically after every epoch) until it holds `epochs` completed epochs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the run ended early ({proc.returncode}):\n{log.read_text()[-3000:]}"
+        if record.exists() and json.loads(record.read_text())["epochs_run"] >= epochs:  # never torn: no retry
+            return
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"no record of {epochs} epochs after {timeout} s")
+
+
+def interrupt_after_first_epoch(out, name, signum, tmp_path):
+    log = tmp_path / f"{name}.log"
+    proc = start_script("fashion_mnist.py", *SMALL, "--out", out, "--run-name", name, log=log)
+    wait_for_epochs(proc, out / "history" / f"{name}.json", 1, log)
+    proc.send_signal(signum)
+    proc.wait(timeout=120)
+    return proc.returncode, log.read_text()
+
+
+def assert_every_file_loads(out):
+    """No torn file: every history, record, model and backup that exists loads completely."""
+    import h5py
+    import keras
+
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and ".tmp" not in p.name):
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".pkl":
+            read_history(path)
+        elif path.name.endswith(".weights.h5"):
+            with h5py.File(path) as f:
+                assert "optimizer" in f and "layers" in f
+        elif path.suffix == ".keras":
+            keras.saving.load_model(path)
+
+
+def assert_resumes_to_completion(out, name, interrupted):
+    done = interrupted["epochs_run"]
+    proc = run_script("fashion_mnist.py", "--resume", name, "--out", out)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert f"Resuming {name} after epoch {done}" in proc.stdout
+    record = json.loads((out / "history" / f"{name}.json").read_text())
+    assert record["status"] == "completed" and record["epochs_run"] == 2
+    assert record["hyperparameters"] == interrupted["hyperparameters"]
+    history = read_history(out / "history" / f"{name}.pkl")
+    assert history == record["history"]
+    assert set(history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    # One history over all epochs: the interrupted run's epochs unchanged, then the resumed ones.
+    for key, values in history.items():
+        assert len(values) == 2
+        assert values[:done] == interrupted["history"][key]
+    assert record["train_seconds"] > interrupted["train_seconds"]
+    assert 0.1 < record["test"]["accuracy"] <= 1
+    assert not (out / "models" / f"{name}.backup").exists()  # a completed run needs no backup
+    assert_every_file_loads(out)
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes_to_one_history(tmp_path):
+    out = tmp_path / "out"
+    code, log = interrupt_after_first_epoch(out, "ctrlc", signal.SIGINT, tmp_path)
+    assert code == 130, log[-3000:]
+    assert "Traceback" not in log
+    assert f"python fashion_mnist.py --resume ctrlc --out {out}" in log
+    record = json.loads((out / "history" / "ctrlc.json").read_text())
+    assert record["status"] == "interrupted" and record["test"] is None
+    assert record["epochs_run"] == 1
+    history = read_history(out / "history" / "ctrlc.pkl")
+    assert history == record["history"] and len(history["loss"]) == record["epochs_run"]
+    backups = list((out / "models" / "ctrlc.backup").iterdir())
+    assert [b.name for b in backups] == [f"epoch-{record['epochs_run']:04d}.weights.h5"]
+    assert (out / "models" / "ctrlc.keras").is_file()  # the best model so far is kept
+    assert_every_file_loads(out)
+    assert_resumes_to_completion(out, "ctrlc", record)
+
+
+def test_sigterm_stops_cleanly_with_exit_143(tmp_path):
+    out = tmp_path / "out"
+    code, log = interrupt_after_first_epoch(out, "term", signal.SIGTERM, tmp_path)
+    assert code == 143, log[-3000:]
+    assert "Traceback" not in log and "--resume term" in log
+    record = json.loads((out / "history" / "term.json").read_text())
+    assert record["status"] == "interrupted" and record["epochs_run"] == 1
+    assert len(read_history(out / "history" / "term.pkl")["val_loss"]) == record["epochs_run"]
+    assert_every_file_loads(out)
+
+
+def test_sigkill_leaves_no_torn_file_and_the_run_still_resumes(tmp_path):
+    out = tmp_path / "out"
+    code, log = interrupt_after_first_epoch(out, "killed", signal.SIGKILL, tmp_path)
+    assert code == -signal.SIGKILL
+    record = json.loads((out / "history" / "killed.json").read_text())
+    assert record["status"] == "running" and record["epochs_run"] >= 1  # it died without a word
+    assert_every_file_loads(out)
+    assert_resumes_to_completion(out, "killed", record)
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]  # the resume cleared any half-saved temporary
+
+
+def test_an_interrupted_save_leaves_the_previous_model_intact(tmp_path):
+    """What os.replace buys: a save that dies half-way (here: a full disk) changes nothing on disk."""
+    import keras
+
+    from fmnist.architectures import build_model
+    from fmnist.checkpoints import save_atomically
+
+    model = build_model("mlp")
+    path = tmp_path / "best.keras"
+    save_atomically(model, path)
+    before = path.read_bytes()
+
+    def dies_half_way(filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(before[:100])
+        raise OSError(28, "No space left on device")
+
+    model.save = dies_half_way
+    with pytest.raises(OSError, match="No space"):
+        save_atomically(model, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["best.keras"]
+    assert keras.saving.load_model(path).count_params() == model.count_params()
+
+
+def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_history(tmp_path):
+    proc = run_script("fashion_mnist.py", "--limit", 500, "--val-fraction", 0.02, "--epochs", 3,
+                      "--learning-rate", 1e9, "--out", tmp_path, "--run-name", "nan")
+    assert_clean_error(proc, 1, "training diverged", "--learning-rate")
+    record = json.loads((tmp_path / "history" / "nan.json").read_text())
+    assert record["status"] == "diverged" and record["test"] is None and record["epochs_run"] == 1
+    history = read_history(tmp_path / "history" / "nan.pkl")
+    assert math.isnan(history["loss"][-1])
+    assert not (tmp_path / "models" / "nan.backup").exists()
+    # Nor can it be resumed: there is nothing sensible to continue.
+    assert_clean_error(run_script("fashion_mnist.py", "--resume", "nan", "--out", tmp_path), 1,
+                       "is diverged", "only an interrupted run")
+
+
+def test_deterministic_runs_give_identical_histories(tmp_path):
+    runs = {name: start_script("fashion_mnist.py", "--limit", 500, "--val-fraction", 0.02, "--epochs", 1, "--seed", 7,
+                               "--deterministic", "--out", tmp_path, "--run-name", name, log=tmp_path / f"{name}.log")
+            for name in ("first", "second")}  # side by side, to halve the wait
+    histories = []
+    for name, proc in runs.items():
+        assert proc.wait(timeout=300) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+        histories.append(pickle.loads((tmp_path / "history" / f"{name}.pkl").read_bytes()))
+        assert json.loads((tmp_path / "history" / f"{name}.json").read_text())["hyperparameters"]["deterministic"]
+    assert histories[0] == histories[1]  # exactly equal, not approximately
+
+
+def test_resume_of_a_run_that_does_not_exist(tmp_path):
+    assert_clean_error(run_script("fashion_mnist.py", "--resume", "ghost", "--out", tmp_path), 1,
+                       "no run named 'ghost'")
+
+
+def test_resume_of_a_completed_run_is_refused_and_changes_nothing(tiny_run):
+    out, _, _ = tiny_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert_clean_error(run_script("fashion_mnist.py", "--resume", "tiny", "--out", out), 1,
+                       "'tiny' is completed", "only an interrupted run")
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_resume_of_a_record_that_is_not_a_run_record(tmp_path):
+    (tmp_path / "history").mkdir()
+    (tmp_path / "history" / "odd.json").write_text('{"run": "odd"}')
+    assert_clean_error(run_script("fashion_mnist.py", "--resume", "odd", "--out", tmp_path), 1,
+                       "not a run record")
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "9"], ["--no-verify"], ["--learning-rate=0.1", "--seed", "3"],
+                                   ["--run-name", "other"]])
+def test_resume_refuses_settings_that_differ_from_the_record(flags):
+    proc = run_script("fashion_mnist.py", "--resume", "some-run", *flags)
+    assert_clean_error(proc, 2, "--resume continues a run with the settings in its record", flags[0].split("=")[0])
