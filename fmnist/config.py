@@ -4,6 +4,7 @@ Validation happens here, in argparse, so that a bad value exits 2 with a clear m
 """
 
 import argparse
+import itertools
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -11,6 +12,8 @@ from dataclasses import asdict, dataclass
 from fmnist.architectures import MODELS
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+SWEEPABLE = ("model", "epochs", "batch_size", "learning_rate", "val_fraction", "patience", "seed", "limit",
+             "precision", "resnet_width")
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,45 @@ def build_parser(defaults, description):
                        help="root folder for models/, history/ and tensorboard_logs/")
     files.add_argument("--run-name", type=_run_name, default=None,
                        help="name of this run (default: model, settings and time)")
+    sweeps = p.add_argument_group("sweeps")
+    sweeps.add_argument("--sweep", action="append", metavar="NAME=V1,V2,...",
+                        help="train once per value with everything else equal, e.g. batch_size=64,256,512; "
+                             "repeat for a grid. Then compare them in history/<sweep>-compare.png and -results.md")
     return p
 
 
 def parse_config(argv, defaults, description=None):
-    args = build_parser(defaults, description).parse_args(argv)
-    return Config(**vars(args))
+    """The run's Config, and the --sweep grid: one {hyperparameter: value} dict per run (empty without --sweep)."""
+    parser = build_parser(defaults, description)
+    args = vars(parser.parse_args(argv))
+    grid = _sweep_grid(parser, args.pop("sweep") or [])
+    return Config(**args), grid
+
+
+def _sweep_grid(parser, specs):
+    """Parse each NAME=V1,V2 with the same type and range checks as --NAME; a bad one exits 2 like a bad flag."""
+    actions = {action.dest: action for action in parser._actions if action.dest in SWEEPABLE}  # noqa: SLF001
+    axes = {}
+    for spec in specs:
+        key, equals, values = spec.partition("=")
+        key = key.strip().replace("-", "_")
+        if not equals or not values.strip():
+            parser.error(f"argument --sweep: {spec!r} is not NAME=V1,V2,...")
+        if key not in actions:
+            parser.error(f"argument --sweep: {key!r} is not a hyperparameter (choose from {', '.join(SWEEPABLE)})")
+        if key in axes:
+            parser.error(f"argument --sweep: {key} is swept twice; list all its values in one --sweep")
+        axes[key] = [_sweep_value(parser, actions[key], text.strip()) for text in values.split(",")]
+        if len(set(axes[key])) < len(axes[key]):
+            parser.error(f"argument --sweep: {key} lists a value twice")
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())] if axes else []
+
+
+def _sweep_value(parser, action, text):
+    try:
+        value = action.type(text) if action.type else text
+    except argparse.ArgumentTypeError as e:
+        parser.error(f"argument --sweep: {action.dest}={text}: {e}")
+    if action.choices is not None and value not in action.choices:
+        parser.error(f"argument --sweep: {action.dest}={text!r} is not one of {', '.join(map(str, action.choices))}")
+    return value
