@@ -26,7 +26,7 @@ def to_dataset_form(grey):
     A 28x28 picture is taken as already in that form (only its colours are made to match), so the dataset's own
     images come back unchanged.
     """
-    from PIL import Image
+    from PIL import Image, ImageFilter
 
     grey = np.asarray(grey, dtype="float32")
     if _border(grey).mean() > 127:  # a light background (a product photo): the dataset's is black
@@ -36,7 +36,10 @@ def to_dataset_form(grey):
         return np.round(grey).astype(np.uint8)
     if grey.max() == 0:
         return np.zeros((SIDE, SIDE), np.uint8)  # a blank picture: nothing to fit
-    rows, cols = np.nonzero(grey > OBJECT_THRESHOLD * grey.max())
+    # Find the garment on a blurred copy, so that specks of noise or JPEG artefacts do not widen its box.
+    blurred = np.asarray(Image.fromarray(grey.astype(np.uint8)).filter(
+        ImageFilter.BoxBlur(max(1, round(max(grey.shape) / 100)))), dtype="float32")
+    rows, cols = np.nonzero(blurred > OBJECT_THRESHOLD * blurred.max())
     crop = grey[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     scale = SIDE / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))  # PIL takes (w, h)

@@ -212,6 +212,17 @@ def confident_test_images(tiny_run):
     return images[chosen], probabilities[chosen].argmax(1), model
 
 
+def product_photo(image, seed):
+    """The garment small and off-centre, dark on a noisy off-white 400x300 background, in colour."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    garment = np.asarray(Image.fromarray(255 - image).resize((112, 112), Image.Resampling.BICUBIC), dtype=float)
+    photo = np.full((300, 400), 245.0) + rng.normal(0, 3, (300, 400))
+    photo[40:152, 200:312] = np.minimum(photo[40:152, 200:312], garment)
+    return Image.fromarray(np.stack([photo, photo * 0.98, photo * 0.95], -1).clip(0, 255).astype(np.uint8))
+
+
 def test_dataset_images_come_back_unchanged_and_resized_ones_close(confident_test_images):
     from PIL import Image
 
@@ -224,6 +235,8 @@ def test_dataset_images_come_back_unchanged_and_resized_ones_close(confident_tes
         assert np.array_equal(to_dataset_form(255 - image), image)  # dark on light is inverted back
         big = np.asarray(Image.fromarray(image).resize((200, 200), Image.Resampling.LANCZOS))
         differences.append(np.abs(to_dataset_form(big).astype(int) - image).mean())
+        photo = np.asarray(product_photo(image, seed=0).convert("L"))
+        differences.append(np.abs(to_dataset_form(photo).astype(int) - image).mean())
     assert np.mean(differences) < 20  # out of 255: resampling blurs a little, the garment stays in place
 
 
@@ -239,9 +252,11 @@ def test_predict_agrees_with_the_model_on_pngs_of_any_size_and_colour(confident_
             picture.save(files[-1])
             wanted.append(label)
         inverted = Image.fromarray(255 - image).resize((120, 120), Image.Resampling.LANCZOS).convert("RGB")
-        files.append(tmp_path / f"{i}-inverted.jpg")  # a product photo: dark on white, colour JPEG
+        files.append(tmp_path / f"{i}-inverted.jpg")  # dark on white, as a colour JPEG
         inverted.save(files[-1], quality=95)
-        wanted.append(label)
+        files.append(tmp_path / f"{i}-photo.jpg")
+        product_photo(image, seed=i).save(files[-1], quality=90)
+        wanted += [label, label]
     missing, not_an_image = tmp_path / "missing.png", tmp_path / "notes.png"
     not_an_image.write_text("hello")
 
