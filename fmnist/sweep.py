@@ -15,7 +15,6 @@ from fmnist.history import read_history
 from fmnist.runs import free_stem, write_new
 
 OUTPUT_SUFFIXES = ("-compare.png", "-results.md", "-results.csv")
-COLUMNS = ("run", "status", "epochs", "train_seconds", "test_loss", "test_accuracy", "test_top5_accuracy")
 
 
 def run_label(overrides):
@@ -25,13 +24,12 @@ def run_label(overrides):
 def results_rows(grid, records):
     """One dict per run: the swept values, then the final test metrics (blank for a run that failed)."""
     rows = []
-    for overrides, record in zip(grid, records, strict=True):
-        test = (record or {}).get("test") or {}
-        row = {"run": record["run"] if record else run_label(overrides),
-               "status": record["status"] if record else "failed", **overrides,
-               "epochs": record["epochs_run"] if record else "", "train_seconds": record["train_seconds"] if record
-               else "", "test_loss": test.get("loss", ""), "test_accuracy": test.get("accuracy", ""),
-               "test_top5_accuracy": test.get("top5_accuracy", "")}
+    for overrides, maybe_record in zip(grid, records, strict=True):
+        record = maybe_record or {"run": run_label(overrides), "status": "failed"}
+        test = record.get("test") or {}
+        row = {"run": record["run"], "status": record["status"], **overrides,
+               "epochs": record.get("epochs_run", ""), "train_seconds": record.get("train_seconds", ""),
+               **{f"test_{key}": test.get(key, "") for key in ("loss", "accuracy", "top5_accuracy")}}
         rows.append({key: round(v, 4) if isinstance(v, float) else v for key, v in row.items()})
     return rows
 

@@ -76,7 +76,7 @@ def make_epoch_images_callback(logdir, images, labels):
             figures = {
                 "validation/predictions": plot_predictions(
                     grid_images, grid_labels, predicted[len(images):], confidence[len(images):], CLASS_NAMES,
-                    title=f"Epoch {step}: fixed validation images", columns=2 * EPOCH_GRID_PER_CLASS + 1),
+                    title=f"Epoch {step}: fixed validation images", columns=5),
                 "validation/confusion_matrix": plot_confusion_matrix(
                     confusion_matrix(labels, predicted[:len(images)]), CLASS_NAMES,
                     title=f"Epoch {step}: the first {len(images):,} validation images", counts=False),
