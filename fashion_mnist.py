@@ -2,11 +2,17 @@
 
     python fashion_mnist.py                           # the default cnn for 20 epochs
     python fashion_mnist.py --model lenet --epochs 5  # any setting below can be overridden like this
+    python fashion_mnist.py --model fast              # a speed-run recipe for CPUs
     python fashion_mnist.py --resume RUN              # continue a run stopped by Ctrl-C, SIGTERM or a crash
+    python fashion_mnist.py --sweep batch_size=64,256,512     # one run per value, then a comparison
+    python fashion_mnist.py evaluate models/RUN.keras         # the test report of a saved model
+    python fashion_mnist.py predict models/RUN.keras shirt.jpg  # classify your own pictures
+    python fashion_mnist.py show-data                 # a sprite of sample images per class
     tensorboard --logdir=tensorboard_logs             # watch the runs
 
 Each run writes models/<run>.keras (best by validation loss), history/<run>.pkl (the Keras history dict),
-history/<run>.json (the run record) and tensorboard_logs/<run>/, then reports test accuracy and top-5 accuracy.
+history/<run>.json (the run record with the test report), history/<run>-{confusion,misclassified,feature-maps}.png
+and tensorboard_logs/<run>/ (scalars, images at every epoch, hparams), then prints the test report.
 The history and the record are rewritten after every epoch, so a stopped run loses at most the epoch under way.
 """
 
@@ -33,6 +39,10 @@ LIMIT = None  # train on a stratified subset of this many images; None trains on
 PRECISION = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
 RESNET_WIDTH = 64  # first-stage channels of resnet18 (64 is the published net; 16 suits a laptop)
 # -----------------------------------------------------------------------------------------------------------
+DEFAULTS = dict(model=MODEL, epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARN_RATE, schedule=SCHEDULE,
+                warmup_epochs=WARMUP_EPOCHS, weight_decay=WEIGHT_DECAY, augment=AUGMENT, tta=TTA,
+                val_fraction=VAL_FRACTION, patience=PATIENCE, seed=SEED, limit=LIMIT, precision=PRECISION,
+                resnet_width=RESNET_WIDTH)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
 
@@ -40,26 +50,42 @@ from fmnist import UserError  # noqa: E402 - the block above must stay at the ve
 from fmnist.cli import run_guarded  # noqa: E402
 from fmnist.config import parse_config  # noqa: E402
 
+COMMANDS = ("evaluate", "predict", "show-data")
+
 
 def main(argv, extra_callbacks=()):
-    """Train one model. `extra_callbacks` lets benchmarks observe a real run without changing it."""
-    config = parse_config(
-        argv,
-        defaults=dict(model=MODEL, epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARN_RATE,
-                      schedule=SCHEDULE, warmup_epochs=WARMUP_EPOCHS, weight_decay=WEIGHT_DECAY, augment=AUGMENT,
-                      tta=TTA, val_fraction=VAL_FRACTION, patience=PATIENCE, seed=SEED, limit=LIMIT,
-                      precision=PRECISION, resnet_width=RESNET_WIDTH),
-        description=__doc__.split("\n")[0],
+    """Train (the default command), or run one of COMMANDS. `extra_callbacks` lets benchmarks observe a run."""
+    if argv and argv[0] in COMMANDS:
+        from fmnist.commands import run_command
+
+        return run_command(argv[0], argv[1:])
+    config, sweep = parse_config(
+        argv, DEFAULTS,
+        description=__doc__.split("\n")[0] + f" Other commands: {', '.join(COMMANDS)} (add --help after one).",
     )
-    from fmnist.data import load_fashion_mnist, split_train_val
-    from fmnist.resume import NEW_RUN, read_resume_point, resume_command
+    from fmnist.data import load_fashion_mnist
+    from fmnist.resume import NEW_RUN, read_resume_point
+
+    # --resume: the interrupted run's record holds its settings and its history so far
+    config, so_far = read_resume_point(config) if config.resume else (config, NEW_RUN)
+    data = load_fashion_mnist(config.data_dir, config.verify)
+    if sweep:
+        from fmnist.sweep import run_sweep
+
+        return run_sweep(config, sweep, data, run_training)
+    run_training(config, data, so_far, extra_callbacks)
+    return 0
+
+
+def run_training(config, data, so_far=None, extra_callbacks=()):
+    """One training run on the loaded data (resumed from `so_far` when given); returns its run record."""
+    from fmnist.data import split_train_val
+    from fmnist.resume import NEW_RUN, resume_command
     from fmnist.runs import default_run_name, reopen_run, reserve_run
 
-    # ## --resume: the interrupted run's record holds its settings and its history so far
-    config, so_far = read_resume_point(config) if config.resume else (config, NEW_RUN)
+    so_far = so_far or NEW_RUN
 
     # ## Prepare the data
-    data = load_fashion_mnist(config.data_dir, config.verify)
     (x_train, y_train), (x_val, y_val) = split_train_val(
         data.x_train, data.y_train, config.val_fraction, config.seed, config.limit)
     print(f"Data: {data.source}; {len(x_train):,} train, {len(x_val):,} validation, {len(data.x_test):,} test")
@@ -75,9 +101,10 @@ def main(argv, extra_callbacks=()):
     from fmnist.architectures import build_model
     from fmnist.checkpoints import RunKeeper, restore_last_epoch
     from fmnist.data import make_dataset
-    from fmnist.evaluation import evaluate
     from fmnist.history import make_record, write_history, write_record
     from fmnist.interrupt import TrainingInterrupted
+    from fmnist.report import write_report
+    from fmnist.tensorboard_logging import log_hparams, make_epoch_images_callback
     from fmnist.training import (
         choose_precision,
         compile_model,
@@ -103,35 +130,43 @@ def main(argv, extra_callbacks=()):
     print(f"Precision: {precision}")
 
     # ## Train. After every epoch the history, the run record and a backup for --resume are saved atomically.
-    def save(history, seconds, status, test):
+    def save(history, seconds, status, test, figures=None):
         if history:
             write_history(paths.history, history)
-        write_record(paths.record, make_record(
-            run=paths.name, config=config, precision=precision, data_source=data.source, history=history,
-            train_seconds=seconds, test=test, files=paths.files(), status=status))
+        record = make_record(run=paths.name, config=config, precision=precision, data_source=data.source,
+                             history=history, train_seconds=seconds, test=test, files=paths.files(),
+                             figures=figures, status=status)
+        write_record(paths.record, record)
+        return record
 
     keeper = RunKeeper(paths, so_far, save)
+    callbacks = [*make_callbacks(paths, config.patience, so_far.history), keeper,
+                 make_epoch_images_callback(paths.tensorboard / "images", x_val, y_val), *extra_callbacks]
     try:
-        callbacks = [*make_callbacks(paths, config.patience, so_far.history), keeper, *extra_callbacks]
         train(model, train_ds, val_ds, config.epochs, callbacks, initial_epoch=so_far.epochs)
     except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM: the unfinished epoch is dropped, and redone on resume
         keeper.finish("interrupted")
         print(f"Interrupted ({stop}) after {len(keeper.history.get('loss', []))} of {config.epochs} epochs; "
-              f"the history so far is in {paths.record}. To continue:\n    {resume_command(config)}", file=sys.stderr)
-        return stop.exit_code
+              f"the history so far is in {paths.record}. To continue:\n    {resume_command(config)}",
+              file=sys.stderr)
+        raise SystemExit(stop.exit_code) from None  # ends a sweep too: the user asked to stop
     history, seconds = keeper.history, keeper.seconds
+    epochs_run = len(history["loss"])
     diverged = any(math.isnan(loss) for loss in history["loss"])  # TerminateOnNaN stopped the run
-
-    # ## Evaluate the best model (EarlyStopping restored its weights) once on the test set, and save the history
-    test = None if diverged else evaluate(model, data.x_test, data.y_test, tta=config.tta)
-    keeper.finish("diverged" if diverged else "completed", test)
     if diverged:
-        raise UserError(f"training diverged (the loss became NaN in epoch {len(history['loss'])}); lower "
+        keeper.finish("diverged")
+        raise UserError(f"training diverged (the loss became NaN in epoch {epochs_run}); lower "
                         f"--learning-rate (now {config.learning_rate:g}). The history so far is in {paths.history}")
-    print(f"Test accuracy {test['accuracy']:.4f} | top-5 {test['top5_accuracy']:.4f} | loss {test['loss']:.4f} | "
-          f"{len(history['loss'])} epochs in {seconds:.0f} s | files: {paths.model}, {paths.history}, "
-          f"{paths.record}, {paths.tensorboard}/")
-    return 0
+
+    # ## Report on the best model (EarlyStopping restored its weights) on the test set, once
+    test, figures = write_report(model, data.x_test, data.y_test, folder=paths.history.parent, stem=paths.name,
+                                 tensorboard_dir=paths.tensorboard / "test", step=epochs_run, tta=config.tta)
+    record = keeper.finish("completed", test, figures)
+    log_hparams(paths.tensorboard, paths.name, {**config.hyperparameters(), "precision": precision},
+                {f"test/{key}": test[key] for key in ("accuracy", "top5_accuracy", "loss")}, epochs_run)
+    print(f"{epochs_run} epochs in {seconds:.0f} s | files: {paths.model}, {paths.history}, {paths.record}, "
+          f"{paths.tensorboard}/")
+    return record
 
 
 if __name__ == "__main__":

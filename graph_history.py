@@ -3,6 +3,7 @@
     python graph_history.py history/RUN.pkl                      # writes history/RUN.png
     python graph_history.py history/a.pkl history/b.pkl --out compare.png
     python graph_history.py history/RUN.json --show              # the JSON run record works too
+    python graph_history.py history/SWEEP-*.pkl --validation-only  # a sweep's comparison figure
 
 A history is the Keras History.history dict (any Keras version) pickled by fashion_mnist.py, or the run
 record JSON that holds the same dict. Pickles are read with a loader that admits only plain data.
@@ -20,6 +21,8 @@ def main(argv):
     parser.add_argument("files", nargs="+", metavar="HISTORY", help="history .pkl or run record .json files")
     parser.add_argument("--out", metavar="FILE.png", help="where to write the figure (default: next to the first file)")
     parser.add_argument("--title", help="figure title")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="only the validation curves, one line per run (the figure a --sweep writes)")
     parser.add_argument("--show", action="store_true", help="also open the figure in a window")
     args = parser.parse_args(argv)
 
@@ -27,7 +30,7 @@ def main(argv):
 
     if not args.show:
         matplotlib.use("Agg")  # headless: no display needed
-    from fmnist.figures import plot_histories
+    from fmnist.figures import FIGURE_DPI, plot_histories
     from fmnist.history import read_history
 
     paths = [Path(f) for f in args.files]
@@ -44,9 +47,9 @@ def main(argv):
         out = paths[0].with_name(f"{paths[0].stem}-compare.png")
     if out.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
         out = out.with_suffix(".png")
-    fig = plot_histories(histories, title=args.title)
+    fig = plot_histories(histories, title=args.title, validation_only=args.validation_only)
     try:
-        fig.savefig(out, dpi=150)
+        fig.savefig(out, dpi=FIGURE_DPI)
     except OSError as e:
         from fmnist import UserError
 

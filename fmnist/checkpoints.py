@@ -115,7 +115,8 @@ class RunKeeper(keras.callbacks.Callback):
     """Keeps the run's files current after every epoch (see the module docstring), and holds the whole history:
     the earlier epochs of a resumed run followed by this session's.
 
-    `save(history, train_seconds, status, test)` writes the history pickle and the run record.
+    `save(history, train_seconds, status, test, figures=None)` writes the history pickle and the run record
+    and returns the record.
     """
 
     def __init__(self, paths, so_far, save):
@@ -149,8 +150,10 @@ class RunKeeper(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self.ended = time.perf_counter()
 
-    def finish(self, status, test=None):
-        """Write the final history and record. The backup goes only now, once the record no longer says "running"."""
-        self.save(self.history, self.seconds, status, test)
+    def finish(self, status, test=None, figures=None):
+        """Write the final history and record, and return the record. The backup goes only now, once the record
+        no longer says "running"."""
+        record = self.save(self.history, self.seconds, status, test, figures)
         if status not in RESUMABLE:
             shutil.rmtree(self.paths.backup, ignore_errors=True)
+        return record

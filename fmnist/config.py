@@ -5,6 +5,7 @@ Validation happens here, in argparse, so that a bad value exits 2 with a clear m
 """
 
 import argparse
+import itertools
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -15,6 +16,8 @@ from fmnist.recipes import RECIPE_KEYS, RECIPES, recipe_note
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("constant", "cosine")
 AUGMENTATIONS = ("none", "flip", "flip-shift")
+SWEEPABLE = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "weight_decay",
+             "augment", "val_fraction", "patience", "seed", "limit", "precision", "resnet_width")
 # Where the files are may differ when a run is resumed; every other setting comes from the run's record.
 RESUME_MAY_CHANGE = ("data_dir", "out")
 
@@ -140,6 +143,10 @@ def build_parser(defaults, description):
     files.add_argument("--resume", type=_run_name, default=None, metavar="RUN",
                        help="continue the interrupted run RUN (in --out) from its last completed epoch, with the "
                             "settings in its record; only --out and --data-dir may be given with it")
+    sweeps = p.add_argument_group("sweeps")
+    sweeps.add_argument("--sweep", action="append", metavar="NAME=V1,V2,...",
+                        help="train once per value with everything else equal, e.g. batch_size=64,256,512; "
+                             "repeat for a grid. Then compare them in history/<sweep>-compare.png and -results.md")
     return p
 
 
@@ -155,7 +162,10 @@ def _given_flags(parser, argv):
 
 
 def parse_config(argv, defaults, description=None):
-    """Flags the user typed win, then the model's recipe, then the top-of-file defaults."""
+    """The run's Config, and the --sweep grid: one {hyperparameter: value} dict per run (empty without --sweep).
+
+    For each setting, a flag the user typed wins, then the model's recipe, then the top-of-file defaults.
+    """
     parser = build_parser(defaults, description)
     args = vars(parser.parse_args(argv))
     if args["resume"]:
@@ -168,4 +178,34 @@ def parse_config(argv, defaults, description=None):
     for key in RECIPE_KEYS:
         if args[key] is None:
             args[key] = recipe.get(key, defaults[key])
-    return Config(**args)
+    grid = _sweep_grid(parser, args.pop("sweep") or [])
+    return Config(**args), grid
+
+
+def _sweep_grid(parser, specs):
+    """Parse each NAME=V1,V2 with the same type and range checks as --NAME; a bad one exits 2 like a bad flag."""
+    actions = {action.dest: action for action in parser._actions if action.dest in SWEEPABLE}  # noqa: SLF001
+    axes = {}
+    for spec in specs:
+        key, equals, values = spec.partition("=")
+        key = key.strip().replace("-", "_")
+        if not equals or not values.strip():
+            parser.error(f"argument --sweep: {spec!r} is not NAME=V1,V2,...")
+        if key not in actions:
+            parser.error(f"argument --sweep: {key!r} is not a hyperparameter (choose from {', '.join(SWEEPABLE)})")
+        if key in axes:
+            parser.error(f"argument --sweep: {key} is swept twice; list all its values in one --sweep")
+        axes[key] = [_sweep_value(parser, actions[key], text.strip()) for text in values.split(",")]
+        if len(set(axes[key])) < len(axes[key]):
+            parser.error(f"argument --sweep: {key} lists a value twice")
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())] if axes else []
+
+
+def _sweep_value(parser, action, text):
+    try:
+        value = action.type(text) if action.type else text
+    except argparse.ArgumentTypeError as e:
+        parser.error(f"argument --sweep: {action.dest}={text}: {e}")
+    if action.choices is not None and value not in action.choices:
+        parser.error(f"argument --sweep: {action.dest}={text!r} is not one of {', '.join(map(str, action.choices))}")
+    return value

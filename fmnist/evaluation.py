@@ -1,25 +1,120 @@
-"""Measuring a trained model on held-out data."""
+"""Measuring a trained model on held-out data: load it, predict, and turn the predictions into a report.
+
+Everything is computed from the predicted probabilities with NumPy, so a model saved without its optimizer or
+metrics (a compatible one from elsewhere) is measured exactly like one this project trained.
+"""
+
+from pathlib import Path
 
 import numpy as np
 
+from fmnist import CLASS_NAMES, UserError
 
-def predict_probabilities(model, images, batch_size=512, tta=False):
-    """Class probabilities for uint8 images (n, 28, 28); with `tta`, averaged with those of the mirrored images."""
-    x = images[..., None].astype("float32")
-    probabilities = model.predict(x, batch_size=batch_size, verbose=0)
-    if tta:  # clothes are left-right symmetric in meaning, so the mirror is a free second opinion
+NUM_CLASSES = len(CLASS_NAMES)
+EPSILON = 1e-7  # Keras's cross-entropy clips probabilities to [EPSILON, 1 - EPSILON]; so does ours
+
+
+def load_model(path):
+    """A .keras model that takes 28x28 (or 28x28x1) images in 0-255 and gives 10 class probabilities."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - a broken or foreign file can fail in many ways; all mean the same
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a loadable .keras model ({message})") from None
+    inputs, outputs = model.input_shape, model.output_shape
+    if not isinstance(inputs, tuple) or tuple(inputs[1:]) not in ((28, 28), (28, 28, 1)):
+        raise UserError(f"{path}: the model takes input of shape {inputs}; expected (None, 28, 28, 1) or "
+                        "(None, 28, 28), images in 0-255")
+    if not isinstance(outputs, tuple) or tuple(outputs[1:]) != (NUM_CLASSES,):
+        raise UserError(f"{path}: the model outputs shape {outputs}; expected (None, {NUM_CLASSES}), "
+                        "one probability per class")
+    return model
+
+
+def model_input(model, images):
+    """uint8 images (N, 28, 28) as the float32 batch the model takes: with or without the channel axis."""
+    images = np.asarray(images, dtype="float32")
+    return images[..., None] if len(model.input_shape) == 4 else images
+
+
+def predict_probabilities(model, images, batch_size=500, tta=False):
+    """Class probabilities (N, 10) as float32, checked to be probabilities (the last layer must be a softmax).
+
+    With `tta` (test-time augmentation), each is the average with the mirrored image's: clothes mean the same
+    mirrored, so the mirror is a free second opinion.
+    """
+    x = model_input(model, images)
+    probabilities = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype="float32")
+    if tta:
         probabilities = (probabilities + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
+    if not (np.all(probabilities >= 0) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-2)):
+        raise UserError("the model's outputs are not probabilities (rows must sum to 1); its last layer must be "
+                        "a softmax")
     return probabilities
 
 
-def evaluate(model, images, labels, tta=False):
-    """Loss, accuracy and top-5 accuracy on a labelled set, as plain floats."""
-    probabilities = predict_probabilities(model, images, tta=tta)
-    labels = np.asarray(labels, dtype=np.int64)
-    picked = probabilities[np.arange(len(labels)), labels]
+def confusion_matrix(labels, predicted, num_classes=NUM_CLASSES):
+    """counts[true, predicted]."""
+    return np.bincount(np.asarray(labels, "int64") * num_classes + predicted,
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def per_class_report(matrix, class_names=CLASS_NAMES):
+    """Precision, recall, F1 and support of every class, from a confusion matrix (0 where undefined)."""
+    matrix = np.asarray(matrix, dtype="float64")
+    hits, support, guessed = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+    precision = np.divide(hits, guessed, out=np.zeros_like(hits), where=guessed > 0)
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(hits), where=both > 0)
+    return [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, support, strict=True)]
+
+
+def most_confused(matrix, count=5, class_names=CLASS_NAMES):
+    """The `count` largest off-diagonal cells: which true class was most often taken for which other one."""
+    off_diagonal = np.array(matrix, dtype="int64")
+    np.fill_diagonal(off_diagonal, 0)
+    order = np.argsort(-off_diagonal, axis=None, kind="stable")[:count]
+    pairs = [np.unravel_index(i, off_diagonal.shape) for i in order]
+    return [{"true": class_names[t], "predicted": class_names[p], "count": int(off_diagonal[t, p])}
+            for t, p in pairs if off_diagonal[t, p] > 0]
+
+
+def summarise(probabilities, labels):
+    """The test report as plain data for the run record: metrics, per-class table, confusions, the matrix."""
+    labels = np.asarray(labels, "int64")
+    predicted = probabilities.argmax(axis=1)
+    true_probability = np.clip(probabilities[np.arange(len(labels)), labels], EPSILON, 1 - EPSILON)
     top5 = np.argsort(-probabilities, axis=1)[:, :5]
+    matrix = confusion_matrix(labels, predicted)
     return {
-        "loss": float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0)))),
-        "accuracy": float(np.mean(probabilities.argmax(axis=1) == labels)),
-        "top5_accuracy": float(np.mean((top5 == labels[:, None]).any(axis=1))),
+        "loss": float(-np.log(true_probability).mean()),
+        "accuracy": float((predicted == labels).mean()),
+        "top5_accuracy": float((top5 == labels[:, None]).any(axis=1).mean()),
+        "images": len(labels),
+        "per_class": per_class_report(matrix),
+        "most_confused": most_confused(matrix),
+        "confusion_matrix": matrix.tolist(),
     }
+
+
+def conv_feature_maps(model, image):
+    """[(layer name, (height, width, channels) float32 array)] for every Conv2D layer, on one uint8 image.
+
+    Empty for a model without convolutions. Layers nested inside sub-models are not looked into.
+    """
+    import keras
+
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    if not convs:
+        return []
+    probe = keras.Model(model.inputs, [layer.output for layer in convs])
+    maps = probe([model_input(model, image[None])], training=False)
+    return [(layer.name, keras.ops.convert_to_numpy(m)[0].astype("float32")) for layer, m in zip(convs, maps,
+                                                                                                   strict=True)]

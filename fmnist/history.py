@@ -132,8 +132,13 @@ def _check_history(data, path):
     return history
 
 
-def make_record(*, run, config, precision, data_source, history, train_seconds, test, files, status="completed"):
-    """The JSON run record: what ran, how long it took, how well it did, and where its files are."""
+def make_record(*, run, config, precision, data_source, history, train_seconds, test, files, figures=None,
+                status="completed"):
+    """The JSON run record: what ran, how long it took, how well it did, and where its files are.
+
+    `test` is the evaluation report (metrics, per-class table, most confused pairs, confusion matrix) and
+    `figures` maps each report figure to its PNG.
+    """
     return {
         "run": run,
         "status": status,
@@ -145,5 +150,6 @@ def make_record(*, run, config, precision, data_source, history, train_seconds, 
         "train_seconds": round(train_seconds, 2),
         "test": test,
         "files": files,
+        "figures": figures or {},
         "history": plain_history(history),
     }

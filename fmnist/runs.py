@@ -73,3 +73,29 @@ def reopen_run(out, name):
         raise UserError(f"no run named {name!r} in {Path(out).resolve()} (no {paths.record}); "
                         "give the --out the run was started with")
     return paths
+
+
+def free_stem(folder, stem, suffixes):
+    """`stem`, else `stem-2`, `stem-3`...: the first for which no folder/<stem><suffix> exists yet.
+
+    Outputs that sit next to files a user made (an evaluated model, a sweep's figure) take a suffix rather
+    than replace anything.
+    """
+    folder = Path(folder)
+    for attempt in range(1, 1000):
+        candidate = stem if attempt == 1 else f"{stem}-{attempt}"
+        if not any((folder / f"{candidate}{suffix}").exists() for suffix in suffixes):
+            return candidate
+    raise UserError(f"could not find a free name for {stem!r} in {folder}")
+
+
+def write_new(path, data: bytes):
+    """Create `path` with `data`; an existing file is never replaced (exclusive create)."""
+    try:
+        with open(path, "xb") as f:
+            f.write(data)
+    except FileExistsError:
+        raise UserError(f"{path} already exists; not overwriting it") from None
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    return path

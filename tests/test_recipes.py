@@ -1,23 +1,21 @@
 import numpy as np
 
+from fashion_mnist import DEFAULTS
 from fmnist.config import parse_config
 from fmnist.data import make_dataset, random_shift
 from fmnist.recipes import RECIPES
 
-DEFAULTS = dict(model="cnn", epochs=20, batch_size=64, learning_rate=0.001, schedule="constant", warmup_epochs=0,
-                weight_decay=0.0, augment="none", tta=False, val_fraction=0.1, patience=5, seed=1, limit=None,
-                precision="auto", resnet_width=64)
-
 
 def test_flags_override_the_recipe_which_overrides_the_defaults():
-    plain = parse_config([], DEFAULTS)
-    assert (plain.epochs, plain.batch_size, plain.augment, plain.tta) == (20, 64, "none", False)
+    plain, _ = parse_config([], DEFAULTS)
+    assert (plain.model, plain.epochs, plain.batch_size, plain.learning_rate) == ("cnn", 20, 64, 0.001)
+    assert plain.augment == DEFAULTS["augment"] and plain.tta == DEFAULTS["tta"]
 
-    fast = parse_config(["--model", "fast"], DEFAULTS)
+    fast, _ = parse_config(["--model", "fast"], DEFAULTS)
     for key, value in RECIPES["fast"].items():
         assert getattr(fast, key) == value
 
-    tuned = parse_config(["--model", "fast", "--epochs", "3", "--no-tta"], DEFAULTS)
+    tuned, _ = parse_config(["--model", "fast", "--epochs", "3", "--no-tta"], DEFAULTS)
     assert tuned.epochs == 3 and tuned.tta is False
     assert tuned.batch_size == RECIPES["fast"]["batch_size"]
 

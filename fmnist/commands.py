@@ -1,0 +1,73 @@
+"""The commands besides training: evaluate, predict and show-data.
+
+Each parses its own arguments here, without TensorFlow, so that `--help` and usage errors answer at once,
+then calls the one package function that does the work.
+"""
+
+import argparse
+from pathlib import Path
+
+from fmnist import CLASS_NAMES
+
+COMMANDS = {
+    "evaluate": "Measure a saved .keras model on the test set: metrics, per-class table, confusions, figures.",
+    "predict": "Classify your own PNG/JPEG images with a saved .keras model.",
+    "show-data": "Write a sprite of sample images per class (PNG, and an image in TensorBoard).",
+}
+SAMPLES_PER_CLASS = 12
+
+
+def _parser(name):
+    return argparse.ArgumentParser(prog=f"fashion_mnist.py {name}", description=COMMANDS[name])
+
+
+def _data_flags(parser):
+    parser.add_argument("--data-dir", metavar="DIR", help="folder with the four .gz files (as for training)")
+    parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip the checksum check")
+
+
+def run_command(name, argv):
+    parser = _parser(name)
+    if name == "evaluate":
+        parser.add_argument("model", metavar="MODEL.keras")
+        parser.add_argument("--out", metavar="DIR", help="folder for the report (default: the model's folder); "
+                                                         "existing files get a -2, -3... suffix, never replaced")
+        _data_flags(parser)
+        args = parser.parse_args(argv)
+        from fmnist.report import evaluate_saved_model
+
+        return evaluate_saved_model(args.model, args.out, args.data_dir, args.verify)
+    if name == "predict":
+        parser.add_argument("model", metavar="MODEL.keras")
+        parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size and colour")
+        parser.add_argument("--json", action="store_true", help="print the results as JSON")
+        args = parser.parse_args(argv)
+        from fmnist.predict import predict_files
+
+        return predict_files(args.model, args.images, args.json)
+    parser.add_argument("--out", default=".", metavar="DIR",
+                        help="writes DIR/fashion-mnist-samples.png and DIR/tensorboard_logs/dataset/ "
+                             "(default: the current directory)")
+    _data_flags(parser)
+    args = parser.parse_args(argv)
+    return show_data(Path(args.out), args.data_dir, args.verify)
+
+
+def show_data(out, data_dir=None, verify=True):
+    """The first SAMPLES_PER_CLASS training images of each class, one labelled row per class."""
+    import numpy as np
+
+    from fmnist.data import load_fashion_mnist
+    from fmnist.figures import figure_png, plot_class_samples
+    from fmnist.runs import free_stem, write_new
+    from fmnist.tensorboard_logging import log_figures
+
+    data = load_fashion_mnist(data_dir, verify)
+    samples = [data.x_train[np.flatnonzero(data.y_train == c)[:SAMPLES_PER_CLASS]] for c in range(len(CLASS_NAMES))]
+    fig = plot_class_samples(samples, CLASS_NAMES)
+    (out / "tensorboard_logs").mkdir(parents=True, exist_ok=True)
+    png = write_new(out / f"{free_stem(out, 'fashion-mnist-samples', ['.png'])}.png", figure_png(fig))
+    logdir = out / "tensorboard_logs" / free_stem(out / "tensorboard_logs", "dataset", [""])
+    log_figures(logdir, {"dataset/samples": fig}, step=0)
+    print(f"Wrote {png} and {logdir}/ (tensorboard --logdir {out / 'tensorboard_logs'})")
+    return 0

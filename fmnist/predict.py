@@ -1,0 +1,103 @@
+"""Classify your own pictures: turn any PNG/JPEG into a Fashion-MNIST-like 28x28 image, then predict.
+
+The dataset's images are light garments on a black background, trimmed to the garment, its longer side resized
+to 28 pixels and the result centred in the 28x28 frame. Photos are brought to that form before the model sees them.
+"""
+
+import json
+import sys
+
+import numpy as np
+
+from fmnist import CLASS_NAMES, UserError
+
+SIDE = 28
+TOP = 3
+OBJECT_THRESHOLD = 0.05  # brighter than this share of the brightest pixel: the garment, not background noise
+
+
+def _border(image):
+    return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+
+
+def to_dataset_form(grey):
+    """A 2-D uint8 array of any size -> (28, 28) uint8, light on dark, the garment fitted and centred.
+
+    A 28x28 picture is taken as already in that form (only its colours are made to match), so the dataset's own
+    images come back unchanged.
+    """
+    from PIL import Image, ImageFilter
+
+    grey = np.asarray(grey, dtype="float32")
+    if _border(grey).mean() > 127:  # a light background (a product photo): the dataset's is black
+        grey = 255 - grey
+    grey = np.clip(grey - np.median(_border(grey)), 0, 255)  # a grey backdrop becomes black too
+    if grey.shape == (SIDE, SIDE):
+        return np.round(grey).astype(np.uint8)
+    if grey.max() == 0:
+        return np.zeros((SIDE, SIDE), np.uint8)  # a blank picture: nothing to fit
+    # Find the garment on a blurred copy, so that specks of noise or JPEG artefacts do not widen its box.
+    blurred = np.asarray(Image.fromarray(grey.astype(np.uint8)).filter(
+        ImageFilter.BoxBlur(max(1, round(max(grey.shape) / 100)))), dtype="float32")
+    rows, cols = np.nonzero(blurred > OBJECT_THRESHOLD * blurred.max())
+    crop = grey[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    scale = SIDE / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))  # PIL takes (w, h)
+    fitted = np.clip(np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS)), 0, 255)
+    # Centred with the odd pixel of margin before the object, which is how the dataset's images sit.
+    top, left = (SIDE - fitted.shape[0] + 1) // 2, (SIDE - fitted.shape[1] + 1) // 2
+    canvas = np.zeros((SIDE, SIDE), "float32")
+    canvas[top:top + fitted.shape[0], left:left + fitted.shape[1]] = fitted
+    return np.round(canvas).astype(np.uint8)
+
+
+def read_image(path):
+    """The image file as a 2-D greyscale uint8 array; transparency is laid over white, EXIF rotation applied."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+            return np.asarray(image.convert("L"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image Pillow can read (use PNG or JPEG)") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read the image ({e})") from None
+
+
+def top_classes(probabilities, count=TOP):
+    order = np.argsort(-probabilities)[:count]
+    return [{"class": CLASS_NAMES[i], "probability": float(probabilities[i])} for i in order]
+
+
+def predict_files(model_path, image_paths, as_json=False):
+    """The `predict` command. Every file is tried; a failed one gets a one-line error on stderr (and an entry
+    with "error" in the JSON), and the exit code is 1 when any failed."""
+    from fmnist.evaluation import load_model, predict_probabilities
+
+    model = load_model(model_path)
+    results, images = [], []
+    for path in image_paths:
+        try:
+            images.append(to_dataset_form(read_image(path)))
+            results.append({"file": str(path)})
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            results.append({"file": str(path), "error": str(e)})
+    if images:
+        probabilities = iter(predict_probabilities(model, np.stack(images)))
+        for result in results:
+            if "error" not in result:
+                result["top"] = top_classes(next(probabilities))
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            if "top" in result:
+                guesses = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"])
+                print(f"{result['file']}: {guesses}")
+    return 1 if any("error" in result for result in results) else 0

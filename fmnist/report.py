@@ -1,0 +1,97 @@
+"""The evaluation report of a model on the test set: printed, returned for the JSON record, and drawn as
+figures that go to PNG files and to TensorBoard. Used after every training run and by `evaluate`."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fmnist import CLASS_NAMES, UserError
+from fmnist.evaluation import conv_feature_maps, load_model, predict_probabilities, summarise
+from fmnist.figures import figure_png, plot_confusion_matrix, plot_feature_maps, plot_predictions
+from fmnist.runs import free_stem, write_new
+
+MISTAKES_SHOWN = 24
+FEATURE_MAP_IMAGE = 0  # the test image whose feature maps are drawn (an ankle boot)
+FIGURE_NAMES = ("confusion", "misclassified", "feature-maps")
+
+
+def format_report(summary):
+    """The report as text: metrics, the per-class table, and the most confused pairs."""
+    lines = [f"Test accuracy {summary['accuracy']:.4f} | top-5 {summary['top5_accuracy']:.4f} | "
+             f"loss {summary['loss']:.4f} | {summary['images']:,} images",
+             f"{'class':<12} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]
+    for row in summary["per_class"]:
+        lines.append(f"{row['class']:<12} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} "
+                     f"{row['support']:>8,}")
+    lines.append("Most confused (true → predicted):")
+    lines += [f"  {pair['true']} → {pair['predicted']}: {pair['count']}" for pair in summary["most_confused"]]
+    return "\n".join(lines)
+
+
+def report_figures(model, images, labels, probabilities, summary):
+    """{name: Figure}: the confusion matrix, the most confident mistakes, and feature maps for conv models."""
+    predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    mistakes = wrong[np.argsort(-confidence[wrong], kind="stable")][:MISTAKES_SHOWN]
+    figures = {
+        "confusion": plot_confusion_matrix(
+            summary["confusion_matrix"], CLASS_NAMES,
+            title=f"{model.name}: test accuracy {summary['accuracy']:.2%} on {summary['images']:,} images"),
+        "misclassified": plot_predictions(
+            images[mistakes], labels[mistakes], predicted[mistakes], confidence[mistakes], CLASS_NAMES,
+            title=f"{model.name}: the {len(mistakes)} most confident of {len(wrong):,} mistakes on the test set",
+            columns=6),
+    }
+    maps = conv_feature_maps(model, images[FEATURE_MAP_IMAGE])
+    if maps:
+        i = FEATURE_MAP_IMAGE
+        figures["feature-maps"] = plot_feature_maps(
+            images[i], maps, title=f"{model.name}: feature maps for test image {i} ({CLASS_NAMES[labels[i]]}, "
+                                   f"predicted {CLASS_NAMES[predicted[i]]} {confidence[i]:.0%})")
+    return figures
+
+
+def write_report(model, images, labels, *, folder, stem, tensorboard_dir=None, step=0, tta=False):
+    """Measure `model` on the test images, print the report, write folder/<stem>-<figure>.png (with a suffix
+    when a name is taken) and, with `tensorboard_dir`, log the figures there as images.
+
+    `tta` averages each prediction with that of the mirrored image. Returns (summary for the record,
+    {figure name: path}).
+    """
+    probabilities = predict_probabilities(model, images, tta=tta)
+    summary = summarise(probabilities, labels)
+    print(format_report(summary))
+    figures = report_figures(model, images, labels, probabilities, summary)
+    stem = free_stem(folder, stem, [f"-{name}.png" for name in FIGURE_NAMES])
+    paths = {name: str(write_new(Path(folder) / f"{stem}-{name}.png", figure_png(fig)))
+             for name, fig in figures.items()}
+    if tensorboard_dir is not None:
+        from fmnist.tensorboard_logging import log_figures
+
+        log_figures(tensorboard_dir, {f"test/{name}": fig for name, fig in figures.items()}, step)
+    print("Figures: " + ", ".join(paths.values()))
+    return summary, paths
+
+
+def evaluate_saved_model(model_path, out, data_dir=None, verify=True):
+    """The `evaluate` command: the report of a saved model, written to --out (default: the model's folder) as
+    <model>-evaluation.json and <model>-<figure>.png, with a suffix where a name is taken."""
+    from fmnist.data import load_fashion_mnist
+
+    model_path = Path(model_path)
+    model = load_model(model_path)
+    data = load_fashion_mnist(data_dir, verify)
+    folder = Path(out) if out else model_path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write to {folder}: {e.strerror or e}") from None
+    suffixes = ["-evaluation.json"] + [f"-{name}.png" for name in FIGURE_NAMES]
+    stem = free_stem(folder, model_path.stem, suffixes)
+    print(f"Model: {model_path} ({model.name}, {model.count_params():,} parameters); data: {data.source}")
+    summary, figures = write_report(model, data.x_test, data.y_test, folder=folder, stem=stem)
+    record = {"model": str(model_path), "data_source": data.source, "test": summary, "figures": figures}
+    record_path = write_new(folder / f"{stem}-evaluation.json", (json.dumps(record, indent=2) + "\n").encode())
+    print(f"Report: {record_path}")
+    return 0
