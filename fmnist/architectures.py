@@ -112,30 +112,25 @@ def build_resnet18(width=64):
 
 
 def build_fast():
-    """A lean batch-norm net for fast, accurate training on a CPU (the `fast` recipe in fmnist/recipes.py).
+    """A lean conv net for fast training on a CPU (trained with the `fast` recipe in fmnist/recipes.py).
 
-    One cheap convolution at full resolution, the depth at 14x14 and 7x7 where a convolution costs a quarter
-    and a sixteenth as much, then a dense head, which a CPU computes efficiently. Batch norm with momentum 0.9:
-    at the default 0.99 the moving statistics lag so far behind in a run of a few epochs that the first
-    evaluations are near chance.
+    One cheap convolution at full resolution, then the depth at 14x14 and 7x7, where a convolution costs a
+    quarter and a sixteenth as much, then a dense head, which a CPU computes efficiently. No batch norm: on this
+    CPU it doubled the time of an epoch (36 s against 18 s at batch 256) for no gain in accuracy at 6 epochs.
     """
     import keras
     from keras import layers
-
-    def conv_bn_relu(filters):
-        return [layers.Conv2D(filters, 3, padding="same", use_bias=False),
-                layers.BatchNormalization(momentum=0.9), layers.ReLU()]
 
     return keras.Sequential(
         [
             keras.Input(shape=INPUT_SHAPE),
             layers.Rescaling(1 / 255),
-            *conv_bn_relu(32),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
             layers.MaxPooling2D(2),
-            *conv_bn_relu(64),
-            *conv_bn_relu(64),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
             layers.MaxPooling2D(2),
-            *conv_bn_relu(128),
+            layers.Conv2D(128, 3, padding="same", activation="relu"),
             layers.Flatten(),
             layers.Dropout(0.3),
             layers.Dense(256, activation="relu"),

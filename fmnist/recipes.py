@@ -10,8 +10,9 @@ RECIPE_KEYS = ("epochs", "batch_size", "learning_rate", "schedule", "warmup_epoc
                "tta", "patience")
 
 RECIPES = {
-    "fast": dict(epochs=8, batch_size=256, learning_rate=3e-3, schedule="cosine", warmup_epochs=1,
-                 weight_decay=5e-4, augment="flip-shift", tta=True, patience=8),
+    # About 20 s an epoch on 2 cores: the whole command takes about two minutes.
+    "fast": dict(epochs=6, batch_size=256, learning_rate=2e-3, schedule="cosine", warmup_epochs=0.5,
+                 weight_decay=5e-4, augment="flip", tta=True, patience=6),
 }
 
 
