@@ -16,6 +16,8 @@ and tensorboard_logs/<run>/ (scalars, images at every epoch, hparams), then prin
 The history and the record are rewritten after every epoch, so a stopped run loses at most the epoch under way.
 """
 
+import dataclasses
+import functools
 import math
 import os
 import sys
@@ -80,6 +82,7 @@ def main(argv, extra_callbacks=()):
 def run_training(config, data, so_far=None, extra_callbacks=()):
     """One training run on the loaded data (resumed from `so_far` when given); returns its run record."""
     from fmnist.data import split_train_val
+    from fmnist.distributed import read_role, worker_out
     from fmnist.resume import NEW_RUN, resume_command
     from fmnist.runs import default_run_name, reopen_run, reserve_run
 
@@ -90,17 +93,27 @@ def run_training(config, data, so_far=None, extra_callbacks=()):
         data.x_train, data.y_train, config.val_fraction, config.seed, config.limit)
     print(f"Data: {data.source}; {len(x_train):,} train, {len(x_val):,} validation, {len(data.x_test):,} test")
 
-    # ## Claim the run's output files (before training, so an unwritable --out fails now, not after 20 epochs)
+    # ## Claim the run's output files (before training, so an unwritable --out fails now, not after 20 epochs).
+    # With --strategy multiworker only the chief writes into --out; a bad TF_CONFIG fails here.
+    role = read_role(config.strategy)
     if config.resume:
         paths = reopen_run(config.out, config.run_name)
     else:
-        paths = reserve_run(config.out, config.run_name, default_run_name(config))
+        paths = reserve_run(worker_out(role, config.out), config.run_name, default_run_name(config))
     print(f"Run: {paths.name}")
 
     # TensorFlow only now, so that --help and errors in the flags, --resume, the data or --out answer at once.
     from fmnist.architectures import build_model
     from fmnist.checkpoints import RunKeeper, restore_last_epoch
     from fmnist.data import make_dataset
+    from fmnist.distributed import (
+        epoch_callback_on_local_copy,
+        local_copy,
+        shard_by_data,
+        start_distribution,
+        train_distributed,
+        write_weights_digest,
+    )
     from fmnist.history import make_record, write_history, write_record
     from fmnist.interrupt import TrainingInterrupted
     from fmnist.report import write_report
@@ -112,19 +125,28 @@ def run_training(config, data, so_far=None, extra_callbacks=()):
         make_optimizer,
         set_precision,
         set_seed,
-        train,
     )
 
-    train_ds = make_dataset(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed,
-                            augment=config.augment)
-    val_ds = make_dataset(x_val, y_val, config.batch_size)
+    # ## Choose the devices: first, since MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
+    # --batch-size is per replica; the pipelines yield global batches, which the strategy splits.
+    dist = start_distribution(role, config.worker_timeout)
+    batch_size = dist.global_batch(config.batch_size)
+    learning_rate = config.learning_rate * (dist.replicas if config.scale_lr else 1)
+    print(dist.describe(config.batch_size, learning_rate))
+    train_ds = shard_by_data(make_dataset(x_train, y_train, batch_size, shuffle=True, seed=config.seed,
+                                          augment=config.augment))
+    val_ds = shard_by_data(make_dataset(x_val, y_val, batch_size))
 
     # ## Build the model (resumed: with the weights and optimizer state of its last completed epoch)
     set_seed(config.seed, config.deterministic)
     precision = choose_precision(config.precision)
     set_precision(precision)
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
-    model = compile_model(build_model(config.model, config.resnet_width), make_optimizer(config, steps_per_epoch))
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    rebuild = functools.partial(build_model, config.model, config.resnet_width)
+    with dist.strategy.scope():
+        model = compile_model(rebuild(),
+                              make_optimizer(dataclasses.replace(config, learning_rate=learning_rate),
+                                             steps_per_epoch))
     restore_last_epoch(model, paths, so_far)
     model.summary()
     print(f"Precision: {precision}")
@@ -135,20 +157,24 @@ def run_training(config, data, so_far=None, extra_callbacks=()):
             write_history(paths.history, history)
         record = make_record(run=paths.name, config=config, precision=precision, data_source=data.source,
                              history=history, train_seconds=seconds, test=test, files=paths.files(),
-                             figures=figures, status=status)
+                             figures=figures, status=status) | dist.record(config.batch_size)
         write_record(paths.record, record)
         return record
 
     keeper = RunKeeper(paths, so_far, save)
-    callbacks = [*make_callbacks(paths, config.patience, so_far.history), keeper,
-                 make_epoch_images_callback(paths.tensorboard / "images", x_val, y_val), *extra_callbacks]
+    epoch_images = make_epoch_images_callback(paths.tensorboard / "images", x_val, y_val)
+    if dist.name == "multiworker":  # images are the chief's alone, and predicting under the strategy is not
+        epoch_images = epoch_callback_on_local_copy(epoch_images, rebuild)
+    callbacks = [*make_callbacks(paths, config.patience, so_far.history), keeper, epoch_images, *extra_callbacks]
     try:
-        train(model, train_ds, val_ds, config.epochs, callbacks, initial_epoch=so_far.epochs)
+        train_distributed(dist, model, train_ds, val_ds, epochs=config.epochs, callbacks=callbacks,
+                          initial_epoch=so_far.epochs)
     except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM: the unfinished epoch is dropped, and redone on resume
         keeper.finish("interrupted")
+        then = ("--resume does not support --strategy multiworker." if dist.name == "multiworker"
+                else f"To continue:\n    {resume_command(config)}")
         print(f"Interrupted ({stop}) after {len(keeper.history.get('loss', []))} of {config.epochs} epochs; "
-              f"the history so far is in {paths.record}. To continue:\n    {resume_command(config)}",
-              file=sys.stderr)
+              f"the history so far is in {paths.record}. {then}", file=sys.stderr)
         raise SystemExit(stop.exit_code) from None  # ends a sweep too: the user asked to stop
     history, seconds = keeper.history, keeper.seconds
     epochs_run = len(history["loss"])
@@ -157,6 +183,13 @@ def run_training(config, data, so_far=None, extra_callbacks=()):
         keeper.finish("diverged")
         raise UserError(f"training diverged (the loss became NaN in epoch {epochs_run}); lower "
                         f"--learning-rate (now {config.learning_rate:g}). The history so far is in {paths.history}")
+
+    write_weights_digest(model)
+    if not dist.role.is_chief:
+        keeper.finish("completed")  # into its temporary folder; the chief reports
+        return None
+    if dist.name == "multiworker":
+        model = local_copy(model, rebuild)
 
     # ## Report on the best model (EarlyStopping restored its weights) on the test set, once
     test, figures = write_report(model, data.x_test, data.y_test, folder=paths.history.parent, stem=paths.name,

@@ -12,6 +12,7 @@ test-time augmentation when the recipe uses it.
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def one_run(cli_args, out, index):
     with open(out / f"run-{index}.log", "w") as output:
         proc = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     end = time.time()
+    # The largest resident set of any child so far (kilobytes on Linux): the runs are alike, so it is this one's.
+    peak_rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
     if proc.returncode != 0:
         sys.exit(f"error: run {index} failed (exit {proc.returncode}); see {out / f'run-{index}.log'}")
     epochs = [json.loads(line) for line in log.read_text().splitlines()]
@@ -72,7 +75,7 @@ def one_run(cli_args, out, index):
         hit = next((e for e in epochs if e[key] >= target), None)
         reached[target] = None if hit is None else hit["time"] - start - hit["measuring"]
     total = end - start - (epochs[-1]["measuring"] if epochs else 0)
-    return {"reached": reached, "total": total, "final": record["test"]["accuracy"],
+    return {"reached": reached, "total": total, "final": record["test"]["accuracy"], "peak_rss_gb": peak_rss_gb,
             "epochs": record["epochs_run"], "curve": [round(e[key], 4) for e in epochs]}
 
 
@@ -103,7 +106,8 @@ def main():
             r = one_run(cli_args, Path(tmp), i + 1)
             results.append(r)
             print(f"run {i + 1}: " + ", ".join(f"{t:.0%} at {seconds(r['reached'][t])}" for t in TARGETS)
-                  + f"; final {r['final']:.4f} after {r['epochs']} epochs, {r['total']:.0f} s in all; "
+                  + f"; final {r['final']:.4f} after {r['epochs']} epochs, {r['total']:.0f} s in all, "
+                  f"peak RSS {r['peak_rss_gb']:.2f} GB; "
                   f"per epoch {r['curve']}", flush=True)
 
     def median(values):

@@ -16,6 +16,7 @@ from fmnist.recipes import RECIPE_KEYS, RECIPES, recipe_note
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("constant", "cosine")
 AUGMENTATIONS = ("none", "flip", "flip-shift")
+STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 SWEEPABLE = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "weight_decay",
              "augment", "val_fraction", "patience", "seed", "limit", "precision", "resnet_width")
 # Where the files are may differ when a run is resumed; every other setting comes from the run's record.
@@ -40,6 +41,9 @@ class Config:
     precision: str
     resnet_width: int
     deterministic: bool
+    strategy: str
+    scale_lr: bool
+    worker_timeout: float
     data_dir: str | None
     verify: bool
     out: str
@@ -49,7 +53,7 @@ class Config:
     def hyperparameters(self):
         """The settings that shape the result (not where files go), for the run record."""
         settings = asdict(self)
-        for where in RESUME_MAY_CHANGE + ("run_name", "resume"):
+        for where in RESUME_MAY_CHANGE + ("run_name", "resume", "worker_timeout"):
             settings.pop(where)
         return settings
 
@@ -130,6 +134,16 @@ def build_parser(defaults, description):
                        help="bit-identical results for the same --seed on the same machine "
                             "(tf.config.experimental.enable_op_determinism); can make training slower")
 
+    devices = p.add_argument_group("several GPUs or machines (docs/DISTRIBUTED.md)")
+    devices.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                         help="tf.distribute strategy: one device; mirrored over this machine's GPUs; multiworker "
+                              "over the machines in $TF_CONFIG; auto: mirrored when there are 2+ GPUs, else one")
+    devices.add_argument("--scale-lr", action="store_true",
+                         help="multiply --learning-rate by the number of replicas (--batch-size is per replica)")
+    devices.add_argument("--worker-timeout", type=_number(float, 0, min_inclusive=False), default=300.0,
+                         metavar="SECONDS", help="multiworker: how long to wait for the other workers, to start "
+                                                 "and at every exchange, before giving up")
+
     files = p.add_argument_group("data and outputs")
     files.add_argument("--data-dir", default=None, metavar="DIR",
                        help="folder with the four .gz files (else $FASHION_MNIST_DIR, data/fashion/, the Keras "
@@ -179,6 +193,8 @@ def parse_config(argv, defaults, description=None):
         if args[key] is None:
             args[key] = recipe.get(key, defaults[key])
     grid = _sweep_grid(parser, args.pop("sweep") or [])
+    if grid and args["strategy"] == "multiworker":
+        parser.error("--sweep runs on one machine; drop --strategy multiworker")
     return Config(**args), grid
 
 

@@ -37,6 +37,9 @@ def read_resume_point(config):
         config = dataclasses.replace(config, run_name=config.resume, **settings)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{paths.record}: not a run record this version can resume ({type(e).__name__}: {e})") from None
+    if config.strategy == "multiworker":  # the other workers cannot be relied on to see the chief's files
+        raise UserError(f"run {config.resume!r} trained with --strategy multiworker, which --resume does not "
+                        "support; start a new run")
     status = record.get("status")
     if status not in RESUMABLE:
         raise UserError(f"run {config.resume!r} is {status}; only an interrupted run can be resumed")
