@@ -5,14 +5,23 @@ import platform
 from pathlib import Path
 
 
-def cpu_model():
+def _cpuinfo_values(field):
+    """Every value of `field` in /proc/cpuinfo (one per core); empty where there is no such file."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return []
+    return [line.split(":", 1)[1].strip() for line in lines if line.split(":")[0].strip() == field]
+
+
+def cpu_model():
+    return next(iter(_cpuinfo_values("model name")), platform.processor() or "unknown CPU")
+
+
+def cpu_mhz():
+    """The highest clock /proc/cpuinfo reports, or None."""
+    clocks = _cpuinfo_values("cpu MHz")
+    return max(map(float, clocks)) if clocks else None
 
 
 def describe_machine():

@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from machine import describe_machine  # noqa: E402
+from machine import cpu_mhz, describe_machine  # noqa: E402
 
 EPOCH_IMAGES = 54_000  # one epoch: the 60,000 training images less the 10 % validation split
 
@@ -38,15 +38,6 @@ def training_flops_per_image(model):
         elif kind == "Dense":
             macs += layer.input.shape[-1] * layer.units
     return 3 * 2 * macs
-
-
-def cpu_mhz():
-    try:
-        clocks = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("cpu MHz")]
-        return max(clocks)
-    except (OSError, ValueError):
-        return None
 
 
 class Setting:

@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from fmnist.architectures import MODELS
-from fmnist.recipes import RECIPE_KEYS, RECIPES, recipe_note
+from fmnist.recipes import RECIPES, recipe_note
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("constant", "cosine")
@@ -100,9 +100,10 @@ def build_parser(defaults, description):
     p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter, allow_abbrev=False)
 
     def recipe_flag(group, flag, help_text, **kwargs):
-        """A setting a model's recipe can change: its parsed default is None, meaning "not given"."""
+        """A setting a model's recipe can change; --help shows the recipes' values beside the default."""
         key = flag[2:].replace("-", "_")
-        group.add_argument(flag, default=None, help=f"{help_text} {recipe_note(key, defaults[key])}", **kwargs)
+        group.add_argument(flag, default=defaults[key], help=f"{help_text} {recipe_note(key, defaults[key])}",
+                           **kwargs)
 
     model = p.add_argument_group("model and training")
     model.add_argument("--model", choices=sorted(MODELS), default=defaults["model"],
@@ -134,7 +135,7 @@ def build_parser(defaults, description):
                        help="bit-identical results for the same --seed on the same machine "
                             "(tf.config.experimental.enable_op_determinism); can make training slower")
 
-    devices = p.add_argument_group("several GPUs or machines (docs/DISTRIBUTED.md)")
+    devices = p.add_argument_group("several GPUs or machines (README: Training on several GPUs or machines)")
     devices.add_argument("--strategy", choices=STRATEGIES, default="auto",
                          help="tf.distribute strategy: one device; mirrored over this machine's GPUs; multiworker "
                               "over the machines in $TF_CONFIG; auto: mirrored when there are 2+ GPUs, else one")
@@ -168,11 +169,12 @@ def _given_flags(parser, argv):
     """The settings typed on the command line, as opposed to defaults, which argparse alone cannot tell apart.
 
     argparse only fills in defaults that the namespace lacks, so whatever still holds the marker was not typed.
+    A default of None tells "not typed" apart by itself, and must stay None for --sweep, which appends to it.
     """
     not_given = object()
-    names = vars(parser.parse_args([]))
-    parsed = vars(parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(names, not_given))))
-    return {name for name, value in parsed.items() if value is not not_given}
+    markers = {name: not_given for name, value in vars(parser.parse_args([])).items() if value is not None}
+    parsed = vars(parser.parse_args(argv, argparse.Namespace(**markers)))
+    return {name for name, value in parsed.items() if value is not not_given and value is not None}
 
 
 def parse_config(argv, defaults, description=None):
@@ -182,16 +184,15 @@ def parse_config(argv, defaults, description=None):
     """
     parser = build_parser(defaults, description)
     args = vars(parser.parse_args(argv))
+    given = _given_flags(parser, argv)
     if args["resume"]:
-        conflicting = _given_flags(parser, argv) - {"resume", *RESUME_MAY_CHANGE}
+        conflicting = given - {"resume", *RESUME_MAY_CHANGE}
         if conflicting:
             flags = ", ".join(sorted("--no-verify" if name == "verify" else f"--{name.replace('_', '-')}"
                                      for name in conflicting))
             parser.error(f"--resume continues a run with the settings in its record; drop {flags}")
-    recipe = RECIPES.get(args["model"], {})
-    for key in RECIPE_KEYS:
-        if args[key] is None:
-            args[key] = recipe.get(key, defaults[key])
+    # The model's recipe replaces the top-of-file defaults, never a flag the user typed.
+    args.update({key: value for key, value in RECIPES.get(args["model"], {}).items() if key not in given})
     grid = _sweep_grid(parser, args.pop("sweep") or [])
     if grid and args["strategy"] == "multiworker":
         parser.error("--sweep runs on one machine; drop --strategy multiworker")

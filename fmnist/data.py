@@ -21,6 +21,7 @@ FILES = {
     "t10k-images-idx3-ubyte.gz": (2051, 10_000, "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
     "t10k-labels-idx1-ubyte.gz": (2049, 10_000, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
 }
+SHIFT_PIXELS = 2  # --augment flip-shift moves each image by up to this many pixels
 # The largest real file is 47,040,016 bytes decompressed; refuse to inflate anything much bigger.
 MAX_DECOMPRESSED_BYTES = 48_000_000
 
@@ -244,9 +245,6 @@ def augment_batch(images, seed, augment):
     if augment == "flip-shift":
         images = random_shift(images, SHIFT_PIXELS, shift_seed)
     return images
-
-
-SHIFT_PIXELS = 2
 
 
 def random_shift(images, pixels, seed):
