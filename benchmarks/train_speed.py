@@ -1,6 +1,6 @@
 """Training throughput of the `cnn`: the seed recipe against this project's path, interleaved in one process.
 
-    python benchmarks/train_speed.py                    # 3 rounds of 12,800 images per setting
+    python benchmarks/train_speed.py                    # 3 rounds of 25,600 images per setting
     python benchmarks/train_speed.py --rounds 5 --images 25600 --batch-sizes 64 256 512 --steps-per-execution 1 8
 
 The seed recipe is fp32 `model.fit` on NumPy arrays at batch 64. The project's path is the dtype policy that
@@ -80,7 +80,7 @@ class Setting:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--images", type=int, default=12_800, help="images per timed round")
+    parser.add_argument("--images", type=int, default=25_600, help="images per timed round")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 512],
                         help="batch sizes for the project's path")
     parser.add_argument("--steps-per-execution", type=int, nargs="+", default=[1, 8],

@@ -107,7 +107,7 @@ def build_parser(defaults, description):
 
     model = p.add_argument_group("model and training")
     model.add_argument("--model", choices=sorted(MODELS), default=defaults["model"],
-                       help="architecture to train; fast trains with its own recipe (below)")
+                       help="architecture to train; fast and best train with their own recipes (below)")
     recipe_flag(model, "--epochs", "maximum epochs", type=_number(int, 1))
     recipe_flag(model, "--batch-size", "images per step", type=_number(int, 1))
     recipe_flag(model, "--learning-rate", "peak learning rate", type=_number(float, 0, min_inclusive=False))

@@ -11,9 +11,10 @@ def test_flags_override_the_recipe_which_overrides_the_defaults():
     assert (plain.model, plain.epochs, plain.batch_size, plain.learning_rate) == ("cnn", 20, 64, 0.001)
     assert plain.augment == DEFAULTS["augment"] and plain.tta == DEFAULTS["tta"]
 
-    fast, _ = parse_config(["--model", "fast"], DEFAULTS)
-    for key, value in RECIPES["fast"].items():
-        assert getattr(fast, key) == value
+    for model, recipe in RECIPES.items():
+        config, _ = parse_config(["--model", model], DEFAULTS)
+        for key, value in recipe.items():
+            assert getattr(config, key) == value
 
     tuned, _ = parse_config(["--model", "fast", "--epochs", "3", "--no-tta"], DEFAULTS)
     assert tuned.epochs == 3 and tuned.tta is False

@@ -1,0 +1,31 @@
+"""The benchmarks still run end to end, at a size a test can afford. Their timings are not checked here (this
+machine is shared and noisy): only that they measure what they say and print it."""
+
+import re
+
+from conftest import run_script
+
+
+def test_train_speed_prints_a_ratio_for_each_setting():
+    proc = run_script("benchmarks/train_speed.py", "--rounds", "1", "--images", "512", "--batch-sizes", "64",
+                      "--steps-per-execution", "8")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("Machine: ") and "Versions: " in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if re.search(r"\d+\.\d\dx ", line)]
+    assert len(rows) == 2  # the seed recipe and the project's path at batch 64
+    assert rows[0].startswith("seed recipe") and " 1.00x " in rows[0]
+    assert "cnn: 87 MFLOP per training image" in proc.stdout
+
+
+def test_time_to_accuracy_runs_the_command_line_and_reports_the_accuracy_it_printed():
+    proc = run_script("benchmarks/time_to_accuracy.py", "--runs", "1", "--", "--model", "lenet", "--epochs", "2",
+                      "--limit", "3000")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Command: python fashion_mnist.py --model lenet --epochs 2 --limit 3000  (1 runs)" in proc.stdout
+    run = re.search(r"run 1: 93% at never, 94% at never, 95% at never; final (0\.\d+) .* after 2 epochs, "
+                    r"\d+ s in all, peak RSS [\d.]+ GB; per epoch \[(0\.\d+), (0\.\d+)\]", proc.stdout)
+    assert run, proc.stdout[-2000:]
+    final, first, second = (float(x) for x in run.groups())
+    assert final in (first, second)  # the run reports on the weights of its best epoch, as measured there
+    assert 0.6 < final < 0.93  # 3,000 images for 2 epochs learn something, and nothing like the targets
+    assert "Median of 1: " in proc.stdout
