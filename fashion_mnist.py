@@ -11,9 +11,10 @@
     python fashion_mnist.py show-data                 # a sprite of sample images per class
     tensorboard --logdir=tensorboard_logs             # watch the runs
 
-Each run writes models/<run>.keras (best by validation loss), history/<run>.pkl (the Keras history dict),
-history/<run>.json (the run record with the test report), history/<run>-{confusion,misclassified,feature-maps}.png
-and tensorboard_logs/<run>/ (scalars, images at every epoch, hparams), then prints the test report.
+Each run writes models/<run>.keras (per --keep: the epoch with the lowest validation loss, or the last one),
+history/<run>.pkl (the Keras history dict), history/<run>.json (the run record with the test report),
+history/<run>-{confusion,misclassified,feature-maps}.png and tensorboard_logs/<run>/ (scalars, images at every
+epoch, hparams), then prints the test report.
 The history and the record are rewritten after every epoch, so a stopped run loses at most the epoch under way.
 """
 
@@ -33,10 +34,11 @@ LEARN_RATE = 0.001
 SCHEDULE = "cosine"  # constant | cosine (linear warm-up, then cosine decay to zero)
 WARMUP_EPOCHS = 0
 WEIGHT_DECAY = 0.0  # > 0 trains with AdamW instead of Adam
-AUGMENT = "flip"  # none | flip | flip-shift
+AUGMENT = "flip"  # none | flip | flip-shift | flip-shift-erase
 TTA = False  # test-time augmentation: average with the mirrored image
 VAL_FRACTION = 0.1  # share of the 60,000 training images held out for validation
 PATIENCE = 5  # early stopping: epochs without a lower validation loss
+KEEP = "best"  # best (the epoch with the lowest validation loss) | last (the final epoch, as a cosine run ends)
 SEED = 1337
 LIMIT = None  # train on a stratified subset of this many images; None trains on all of them
 PRECISION = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
@@ -44,8 +46,8 @@ RESNET_WIDTH = 64  # first-stage channels of resnet18 (64 is the published net; 
 # -----------------------------------------------------------------------------------------------------------
 DEFAULTS = dict(model=MODEL, epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARN_RATE, schedule=SCHEDULE,
                 warmup_epochs=WARMUP_EPOCHS, weight_decay=WEIGHT_DECAY, augment=AUGMENT, tta=TTA,
-                val_fraction=VAL_FRACTION, patience=PATIENCE, seed=SEED, limit=LIMIT, precision=PRECISION,
-                resnet_width=RESNET_WIDTH)
+                val_fraction=VAL_FRACTION, patience=PATIENCE, keep=KEEP, seed=SEED, limit=LIMIT,
+                precision=PRECISION, resnet_width=RESNET_WIDTH)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
 
@@ -166,7 +168,8 @@ def run_training(config, data, so_far=None, extra_callbacks=()):
     epoch_images = make_epoch_images_callback(paths.tensorboard / "images", x_val, y_val)
     if dist.name == "multiworker":  # images are the chief's alone, and predicting under the strategy is not
         epoch_images = epoch_callback_on_local_copy(epoch_images, rebuild)
-    callbacks = [*make_callbacks(paths, config.patience, so_far.history), keeper, epoch_images, *extra_callbacks]
+    callbacks = [*make_callbacks(paths, config.patience, config.keep, so_far.history), keeper, epoch_images,
+                 *extra_callbacks]
     try:
         train_distributed(dist, model, train_ds, val_ds, epochs=config.epochs, callbacks=callbacks,
                           initial_epoch=so_far.epochs)
@@ -192,7 +195,7 @@ def run_training(config, data, so_far=None, extra_callbacks=()):
     if dist.name == "multiworker":
         model = local_copy(model, rebuild)
 
-    # ## Report on the best model (EarlyStopping restored its weights) on the test set, once
+    # ## Report on the kept model (with --keep best, EarlyStopping restored its weights) on the test set, once
     test, figures = write_report(model, data.x_test, data.y_test, folder=paths.history.parent, stem=paths.name,
                                  tensorboard_dir=paths.tensorboard / "test", step=epochs_run, tta=config.tta)
     record = keeper.finish("completed", test, figures)

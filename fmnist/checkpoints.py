@@ -53,35 +53,41 @@ def remove_temporary_files(folder, file_name="*"):
         leftover.unlink(missing_ok=True)
 
 
-class BestModelCheckpoint(keras.callbacks.Callback):
-    """ModelCheckpoint(monitor="val_loss", save_best_only=True), with an atomic save.
+class KeptModelCheckpoint(keras.callbacks.Callback):
+    """ModelCheckpoint(monitor="val_loss", save_best_only=keep == "best"), with an atomic save.
 
-    `best` starts at an interrupted run's best validation loss, so a resumed run never replaces a better model
-    with a worse one.
+    keep="best" saves the epoch with the lowest validation loss; `best` starts at an interrupted run's best
+    validation loss, so a resumed run never replaces a better model with a worse one. keep="last" saves every
+    epoch, so the file ends up holding the final weights.
     """
 
-    def __init__(self, path, best=math.inf):
+    def __init__(self, path, keep="best", best=math.inf):
         super().__init__()
         self.path = path
+        self.keep = keep
         self.best = best
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("val_loss")
-        if loss is not None and loss < self.best:  # NaN compares False: a diverged epoch is never saved
-            self.best = float(loss)
+        if loss is None or not math.isfinite(loss):  # a diverged epoch is never saved
+            return
+        if self.keep == "last" or loss < self.best:
+            self.best = min(self.best, float(loss))
             save_atomically(self.model, self.path)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping on val_loss with restore_best_weights, that on --resume carries on where the run stopped.
+    """EarlyStopping on val_loss, that on --resume carries on where the run stopped.
 
-    From the interrupted run's validation losses it takes the best loss and the epochs waited since, and from
-    the best-model checkpoint the weights to restore at the end; otherwise patience would start over and the
-    weights restored could be worse than the best already seen.
+    With `restore_best_weights` (keep="best") the model ends with its best epoch's weights, otherwise with its
+    last. From the interrupted run's validation losses it takes the best loss and the epochs waited since, and
+    from the best-model checkpoint the weights to restore at the end; otherwise patience would start over and
+    the weights restored could be worse than the best already seen.
     """
 
-    def __init__(self, patience, earlier_val_losses, best_model_path):
-        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1)
+    def __init__(self, patience, earlier_val_losses, best_model_path, restore_best_weights=True):
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=restore_best_weights,
+                         verbose=1)
         self.earlier_val_losses = list(earlier_val_losses)
         self.best_model_path = Path(best_model_path)
 
@@ -93,7 +99,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         self.best_epoch = min(range(len(losses)), key=lambda i: losses[i] if math.isfinite(losses[i]) else math.inf)
         self.best = losses[self.best_epoch]
         self.wait = len(losses) - 1 - self.best_epoch
-        self.best_weights = keras.saving.load_model(self.best_model_path).get_weights()
+        if self.restore_best_weights:
+            self.best_weights = keras.saving.load_model(self.best_model_path).get_weights()
 
 
 def restore_last_epoch(model, paths, so_far):

@@ -15,10 +15,11 @@ from fmnist.recipes import RECIPES, recipe_note
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("constant", "cosine")
-AUGMENTATIONS = ("none", "flip", "flip-shift")
+AUGMENTATIONS = ("none", "flip", "flip-shift", "flip-shift-erase")
+KEEPS = ("best", "last")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 SWEEPABLE = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "weight_decay",
-             "augment", "val_fraction", "patience", "seed", "limit", "precision", "resnet_width")
+             "augment", "val_fraction", "patience", "keep", "seed", "limit", "precision", "resnet_width")
 # Where the files are may differ when a run is resumed; every other setting comes from the run's record.
 RESUME_MAY_CHANGE = ("data_dir", "out")
 
@@ -36,6 +37,7 @@ class Config:
     tta: bool
     val_fraction: float
     patience: int
+    keep: str
     seed: int
     limit: int | None
     precision: str
@@ -115,12 +117,14 @@ def build_parser(defaults, description):
     recipe_flag(model, "--warmup-epochs", "epochs of linear warm-up (cosine schedule)", type=_number(float, 0))
     recipe_flag(model, "--weight-decay", "AdamW's decoupled weight decay; 0 trains with Adam",
                 type=_number(float, 0))
-    recipe_flag(model, "--augment", "training-time augmentation: horizontal flips, then also shifts of up to 2 px",
-                choices=AUGMENTATIONS)
+    recipe_flag(model, "--augment", "training-time augmentation: horizontal flips, then also shifts of up to 2 px, "
+                "then also random erasing", choices=AUGMENTATIONS)
     recipe_flag(model, "--tta", "test-time augmentation: average the prediction with the mirrored image",
                 action=argparse.BooleanOptionalAction)
     recipe_flag(model, "--patience", "early stopping: epochs without a lower validation loss",
                 type=_number(int, 1))
+    recipe_flag(model, "--keep", "the model a run keeps, saves and tests: the epoch with the lowest validation "
+                "loss, or the last one", choices=KEEPS)
     model.add_argument("--val-fraction", type=_number(float, 0, 1, min_inclusive=False),
                        default=defaults["val_fraction"], help="share of the 60,000 training images held out")
     model.add_argument("--seed", type=_number(int, 0), default=defaults["seed"],

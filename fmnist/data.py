@@ -22,6 +22,9 @@ FILES = {
     "t10k-labels-idx1-ubyte.gz": (2049, 10_000, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
 }
 SHIFT_PIXELS = 2  # --augment flip-shift moves each image by up to this many pixels
+# --augment flip-shift-erase: random erasing (Zhong et al. 2017, arXiv:1708.04896) with the paper's settings:
+# half the images get one rectangle of noise covering 2-40 % of the image, aspect ratio 0.3 to 3.3.
+ERASE_PROBABILITY, ERASE_AREA, ERASE_ASPECT = 0.5, (0.02, 0.4), (0.3, 1 / 0.3)
 # The largest real file is 47,040,016 bytes decompressed; refuse to inflate anything much bigger.
 MAX_DECOMPRESSED_BYTES = 48_000_000
 
@@ -237,13 +240,16 @@ def make_dataset(images, labels, batch_size, *, shuffle=False, seed=None, augmen
 
 
 def augment_batch(images, seed, augment):
-    """Mirror each image with probability 1/2 ("flip"), then also shift it ("flip-shift")."""
+    """Mirror each image with probability 1/2 ("flip"), then also shift it ("flip-shift"), then also erase a
+    rectangle of it ("flip-shift-erase")."""
     import tensorflow as tf
 
-    flip_seed, shift_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    flip_seed, shift_seed, erase_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     images = tf.image.stateless_random_flip_left_right(images, flip_seed)  # independently for each image
-    if augment == "flip-shift":
+    if augment in ("flip-shift", "flip-shift-erase"):
         images = random_shift(images, SHIFT_PIXELS, shift_seed)
+    if augment == "flip-shift-erase":
+        images = random_erase(images, erase_seed)
     return images
 
 
@@ -262,3 +268,26 @@ def random_shift(images, pixels, seed):
     cols = offsets[:, 1:] + window
     shifted = tf.gather(padded, rows, axis=1, batch_dims=1)
     return tf.gather(shifted, cols, axis=2, batch_dims=1)
+
+
+def random_erase(images, seed):
+    """Random erasing: with probability ERASE_PROBABILITY, replace a random rectangle of each image of a batch
+    by uniform noise in 0-255. One mask for the whole batch, built by broadcasting: no per-image Python."""
+    import tensorflow as tf
+
+    batch, side = tf.shape(images)[0], images.shape[1]
+    area_seed, aspect_seed, place_seed, apply_seed, noise_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 5))
+    area = tf.random.stateless_uniform([batch], area_seed, *ERASE_AREA) * side * side
+    log_aspect = tf.random.stateless_uniform([batch], aspect_seed, *map(float, np.log(ERASE_ASPECT)))
+    height = tf.clip_by_value(tf.round(tf.sqrt(area * tf.exp(log_aspect))), 1, side)
+    width = tf.clip_by_value(tf.round(tf.sqrt(area / tf.exp(log_aspect))), 1, side)
+    top, left = tf.unstack(tf.random.stateless_uniform([2, batch], place_seed), axis=0)
+    top, left = tf.floor(top * (side - height + 1)), tf.floor(left * (side - width + 1))
+    pixels = tf.range(side, dtype=tf.float32)
+    rows = (pixels >= top[:, None]) & (pixels < (top + height)[:, None])  # (batch, side)
+    cols = (pixels >= left[:, None]) & (pixels < (left + width)[:, None])
+    applied = tf.random.stateless_uniform([batch], apply_seed) < ERASE_PROBABILITY
+    mask = rows[:, :, None, None] & cols[:, None, :, None] & applied[:, None, None, None]
+    noise = tf.random.stateless_uniform(tf.shape(images), noise_seed, 0, 255, dtype=images.dtype)
+    return tf.where(mask, noise, images)

@@ -80,17 +80,19 @@ def compile_model(model, optimizer, steps_per_execution=STEPS_PER_EXECUTION):
     return model
 
 
-def make_callbacks(paths, patience, earlier_history):
-    """The checkpoint and early stopping pick up from `earlier_history` when a run is resumed (empty otherwise)."""
+def make_callbacks(paths, patience, keep, earlier_history):
+    """The checkpoint keeps the `keep` ("best" or "last") epoch's model; it and early stopping pick up from
+    `earlier_history` when a run is resumed (empty otherwise)."""
     import keras
 
-    from fmnist.checkpoints import BestModelCheckpoint, ResumableEarlyStopping
+    from fmnist.checkpoints import KeptModelCheckpoint, ResumableEarlyStopping
 
     val_losses = earlier_history.get("val_loss", [])
+    best = min((v for v in val_losses if math.isfinite(v)), default=math.inf)
     return [
         keras.callbacks.TerminateOnNaN(),
-        BestModelCheckpoint(paths.model, best=min((v for v in val_losses if math.isfinite(v)), default=math.inf)),
-        ResumableEarlyStopping(patience, val_losses, paths.model),
+        KeptModelCheckpoint(paths.model, keep, best),
+        ResumableEarlyStopping(patience, val_losses, paths.model, restore_best_weights=keep == "best"),
         keras.callbacks.TensorBoard(log_dir=str(paths.tensorboard)),
     ]
 

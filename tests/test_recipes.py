@@ -2,7 +2,7 @@ import numpy as np
 
 from fashion_mnist import DEFAULTS
 from fmnist.config import parse_config
-from fmnist.data import make_dataset, random_shift
+from fmnist.data import ERASE_AREA, make_dataset, random_erase, random_shift
 from fmnist.recipes import RECIPES
 
 
@@ -49,3 +49,15 @@ def test_flip_augmentation_mirrors_some_images_and_keeps_the_others():
     unchanged = [np.array_equal(a[..., 0], b) for a, b in zip(x, images, strict=True)]
     assert all(m or u for m, u in zip(mirrored, unchanged, strict=True))
     assert 20 < sum(mirrored) < 108
+
+
+def test_random_erasing_replaces_one_rectangle_in_about_half_the_images():
+    images = np.full((256, 28, 28, 1), 300.0, np.float32)  # a value the 0-255 noise can never take
+    erased = random_erase(images, seed=[3, 4]).numpy()[..., 0] != 300
+    touched = erased.any(axis=(1, 2))
+    assert 0.35 < touched.mean() < 0.65
+    for mask in erased[touched]:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        assert mask.sum() == len(rows) * len(cols)  # one solid rectangle...
+        assert np.ptp(rows) == len(rows) - 1 and np.ptp(cols) == len(cols) - 1  # ...of adjacent rows and columns
+        assert 0.5 * ERASE_AREA[0] * 784 <= mask.sum() <= 1.5 * ERASE_AREA[1] * 784

@@ -142,6 +142,27 @@ def test_an_interrupted_save_leaves_the_previous_model_intact(tmp_path):
     assert keras.saving.load_model(path).count_params() == model.count_params()
 
 
+@pytest.mark.parametrize("keep, kept_epoch", [("best", 1), ("last", 2)])
+def test_the_checkpoint_keeps_the_best_or_the_last_epoch_and_never_a_diverged_one(tmp_path, keep, kept_epoch):
+    import keras
+    import numpy as np
+
+    from fmnist.architectures import build_model
+    from fmnist.checkpoints import KeptModelCheckpoint
+
+    model = build_model("mlp")
+    path = tmp_path / "kept.keras"
+    checkpoint = KeptModelCheckpoint(path, keep)
+    checkpoint.set_model(model)
+    weights = {}
+    for epoch, val_loss in enumerate([0.5, 0.7, float("nan")]):  # epoch 1 is the best, epoch 2 the last sane one
+        model.layers[-1].bias.assign(np.full(10, epoch + 1.0))  # marks which epoch the file holds
+        weights[epoch] = model.layers[-1].bias.numpy()
+        checkpoint.on_epoch_end(epoch, {"val_loss": val_loss})
+    kept = keras.saving.load_model(path).layers[-1].bias.numpy()
+    assert np.array_equal(kept, weights[kept_epoch - 1])
+
+
 def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_history(tmp_path):
     proc = run_script("fashion_mnist.py", "--limit", 500, "--val-fraction", 0.02, "--epochs", 3,
                       "--learning-rate", 1e9, "--out", tmp_path, "--run-name", "nan")
