@@ -125,8 +125,8 @@ def build_parser(defaults, description):
                 type=_number(int, 1))
     recipe_flag(model, "--keep", "the model a run keeps, saves and tests: the epoch with the lowest validation "
                 "loss, or the last one", choices=KEEPS)
-    model.add_argument("--val-fraction", type=_number(float, 0, 1, min_inclusive=False),
-                       default=defaults["val_fraction"], help="share of the 60,000 training images held out")
+    recipe_flag(model, "--val-fraction", "share of the 60,000 training images held out for validation",
+                type=_number(float, 0, 1, min_inclusive=False))
     model.add_argument("--seed", type=_number(int, 0), default=defaults["seed"],
                        help="seeds the split, the shuffling and the weights")
     model.add_argument("--limit", type=_number(int, 10), default=defaults["limit"], metavar="N",
