@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -279,9 +280,10 @@ def random_erase(images, seed):
     area_seed, aspect_seed, place_seed, apply_seed, noise_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 5))
     area = tf.random.stateless_uniform([batch], area_seed, *ERASE_AREA) * side * side
-    log_aspect = tf.random.stateless_uniform([batch], aspect_seed, *map(float, np.log(ERASE_ASPECT)))
-    height = tf.clip_by_value(tf.round(tf.sqrt(area * tf.exp(log_aspect))), 1, side)
-    width = tf.clip_by_value(tf.round(tf.sqrt(area / tf.exp(log_aspect))), 1, side)
+    low, high = (math.log(ratio) for ratio in ERASE_ASPECT)  # uniform in log scale: tall as likely as wide
+    aspect = tf.exp(tf.random.stateless_uniform([batch], aspect_seed, low, high))
+    height = tf.clip_by_value(tf.round(tf.sqrt(area * aspect)), 1, side)
+    width = tf.clip_by_value(tf.round(tf.sqrt(area / aspect)), 1, side)
     top, left = tf.unstack(tf.random.stateless_uniform([2, batch], place_seed), axis=0)
     top, left = tf.floor(top * (side - height + 1)), tf.floor(left * (side - width + 1))
     pixels = tf.range(side, dtype=tf.float32)
