@@ -10,11 +10,14 @@ RECIPES = {
     # Batch 512 with a 4e-3 peak rate learns more per second than smaller batches.
     # A cosine schedule does its best work in its last epochs, where the validation loss has flattened out while
     # the accuracy still rises: so no early stop (patience = epochs), and the run keeps its last epoch.
-    "fast": dict(epochs=12, batch_size=512, learning_rate=4e-3, schedule="cosine", warmup_epochs=1,
-                 weight_decay=5e-4, augment="flip", tta=True, patience=12, keep="last"),
+    # Nothing is chosen by the validation set, so 1,200 images are enough to watch it, and the rest train: 11
+    # epochs of 58,800 images beat 12 of 54,000 at the same cost (seeds 1337, 2, 3: 93.12, 93.13, 93.25 %
+    # against 92.96, 92.75, 93.09 %).
+    "fast": dict(epochs=11, batch_size=512, learning_rate=4e-3, schedule="cosine", warmup_epochs=1,
+                 weight_decay=5e-4, augment="flip", tta=True, patience=11, keep="last", val_fraction=0.02),
     # 35 to 65 s an epoch on 2 cores: 52 minutes for the whole command when measured, 94.7 % at the last epoch.
-    # Shifts as well as flips, since 60 epochs would otherwise overfit. No early stop either, and the last epoch.
-    # Nothing is chosen by the validation set, so 1,200 images are enough to watch it: the rest train.
+    # Shifts as well as flips, since 60 epochs would otherwise overfit. Otherwise as `fast`: the last epoch, and a
+    # small validation set.
     "best": dict(epochs=60, batch_size=256, learning_rate=2e-3, schedule="cosine", warmup_epochs=2,
                  weight_decay=5e-4, augment="flip-shift", tta=True, patience=60, keep="last", val_fraction=0.02),
 }
