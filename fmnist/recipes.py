@@ -6,7 +6,7 @@ block at the top of fashion_mnist.py. So `--model fast` trains with the speed-ru
 """
 
 RECIPES = {
-    # About 8 s an epoch on 2 cores: the whole command takes about two minutes (benchmarks/time_to_accuracy.py).
+    # 9 to 14 s an epoch on 2 cores: two to three minutes for the whole command (benchmarks/time_to_accuracy.py).
     # Batch 512 with a 4e-3 peak rate learns more per second than smaller batches.
     # A cosine schedule does its best work in its last epochs, where the validation loss has flattened out while
     # the accuracy still rises: so no early stop (patience = epochs), and the run keeps its last epoch.
@@ -24,6 +24,6 @@ RECIPES = {
 
 
 def recipe_note(key, default):
-    """`(default: 20; fast: 12; best: 60)`, for --help."""
+    """`(default: 20; fast: 11; best: 60)`, for --help."""
     notes = [f"default: {default}"] + [f"{model}: {r[key]}" for model, r in RECIPES.items() if key in r]
     return f"({'; '.join(notes)})"
