@@ -95,7 +95,8 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("cli_args", nargs="*", help="after --: more flags for fashion_mnist.py")
     args = parser.parse_args()
-    cli_args = args.cli_args if "--model" in args.cli_args else ["--model", args.model, *args.cli_args]
+    names_model = any(arg == "--model" or arg.startswith("--model=") for arg in args.cli_args)
+    cli_args = args.cli_args if names_model else ["--model", args.model, *args.cli_args]
 
     sys.path.insert(0, str(ROOT))
     from machine import describe_machine
