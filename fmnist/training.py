@@ -45,7 +45,8 @@ def set_precision(policy):
 
 
 def make_optimizer(config, steps_per_epoch):
-    """Adam, or AdamW when weight decay is set; a constant rate, or linear warm-up then cosine decay to zero."""
+    """Adam, or AdamW when weight decay is set, with the fused kernel; a constant rate, or linear warm-up then
+    cosine decay to zero."""
     import keras
 
     rate = config.learning_rate
@@ -55,8 +56,10 @@ def make_optimizer(config, steps_per_epoch):
         rate = keras.optimizers.schedules.CosineDecay(
             0.0, decay_steps=total - warmup, warmup_target=config.learning_rate, warmup_steps=warmup)
     if config.weight_decay > 0:
-        return use_fused_adam_kernel(keras.optimizers.AdamW(rate, weight_decay=config.weight_decay))
-    return use_fused_adam_kernel(keras.optimizers.Adam(rate))
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(rate)
+    return use_fused_adam_kernel(optimizer)
 
 
 def use_fused_adam_kernel(optimizer):
