@@ -66,9 +66,9 @@ def use_fused_adam_kernel(optimizer):
     """Have a Keras Adam or AdamW update each weight with TensorFlow's fused Adam kernel.
 
     Keras 3 writes Adam's update as a chain of about ten element-wise ops, each a pass through memory over every
-    weight. On 2 CPU cores that chain took a sixth of a training step of the 1.7M-weight `fast` net at batch 512;
-    TensorFlow's ResourceApplyAdam does the same arithmetic in one pass (tests/test_models.py checks the two
-    against each other). Only this object's method is replaced, not its class, so a saved model names a plain
+    weight. TensorFlow's ResourceApplyAdam does the same arithmetic in one pass (tests/test_models.py checks the
+    two against each other): on 2 CPU cores the `cnn` trains about 15 % faster at batch 64, and 5 % at batch 512
+    (benchmarks/train_speed.py). Only this object's method is replaced, not its class, so a saved model names a plain
     Keras Adam and loads anywhere. AdamW's weight decay is applied before update_step, so it is unchanged.
     """
     optimizer.update_step = types.MethodType(_fused_adam_update_step, optimizer)
