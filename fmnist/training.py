@@ -137,8 +137,9 @@ def train(model, train_ds, val_ds, epochs, callbacks, *, initial_epoch=0):
     SIGINT or SIGTERM ends it at the end of the current batch with fmnist.interrupt.TrainingInterrupted.
     """
     from fmnist.interrupt import StopOnSignal
+    from fmnist.progress import EpochProgbarLogger
 
     with StopOnSignal() as stop:
         # shuffle=False only silences a warning: the tf.data pipeline already reshuffles every epoch.
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
-                  callbacks=[*callbacks, stop], shuffle=False)
+                  callbacks=[*callbacks, stop, EpochProgbarLogger()], shuffle=False)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -295,6 +296,9 @@ def test_a_sweep_trains_each_value_and_compares_them(tmp_path):
                       "--val-fraction", 0.02,
                       "--out", tmp_path, "--run-name", "sw")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # 5 and 3 steps an epoch, run in calls of 8 steps: each progress bar still ends at its epoch's length.
+    bars = [(int(done), int(total)) for done, total in re.findall(r"(?<!\d)(\d+)/(\d+)(?!\d)", proc.stdout)]
+    assert {(5, 5), (3, 3)} <= set(bars) and all(done <= total for done, total in bars)
     history = tmp_path / "history"
     records = [json.loads((history / f"sw-batch_size{bs}.json").read_text()) for bs in (64, 128)]
     assert [r["hyperparameters"]["batch_size"] for r in records] == [64, 128]
