@@ -145,7 +145,7 @@ def build_best():
     """The `fast` net made wider and deeper for a long run (the `best` recipe in fmnist/recipes.py): 48 channels
     at 28x28, two convolutions of 96 at 14x14 and two of 192 at 7x7, then dense 512, with more dropout for the
     longer training. About six times the arithmetic of `fast`. Still no batch norm: on this net it made an epoch
-    1.5x as long (20.5 s against 13.4 s for 20,480 images at batch 256), a third fewer epochs in the same hour.
+    1.5x as long (18.5 s against 12.3 s for 20,480 images at batch 256), a third fewer epochs in the same hour.
     """
     return _conv_pool_dense("best", [[48], [96, 96], [192, 192]], dense_units=512, dropout=0.4)
 

@@ -84,12 +84,11 @@ def _fused_adam_update_step(self, gradient, variable, learning_rate):
 
     index = self._get_variable_index(variable)
     step = as_variable_dtype(self.iterations + 1)
+    beta_1, beta_2 = as_variable_dtype(self.beta_1), as_variable_dtype(self.beta_2)
     tf.raw_ops.ResourceApplyAdam(
         var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
-        beta1_power=as_variable_dtype(self.beta_1) ** step, beta2_power=as_variable_dtype(self.beta_2) ** step,
-        lr=as_variable_dtype(learning_rate), beta1=as_variable_dtype(self.beta_1),
-        beta2=as_variable_dtype(self.beta_2), epsilon=as_variable_dtype(self.epsilon),
-        grad=as_variable_dtype(gradient))
+        beta1_power=beta_1**step, beta2_power=beta_2**step, lr=as_variable_dtype(learning_rate), beta1=beta_1,
+        beta2=beta_2, epsilon=as_variable_dtype(self.epsilon), grad=as_variable_dtype(gradient))
 
 
 # Batches per call into TensorFlow. One call per batch spends a fixed Python overhead per step; 8 spread it, which
