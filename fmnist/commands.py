@@ -60,14 +60,15 @@ def show_data(out, data_dir=None, verify=True):
     from fmnist.data import load_fashion_mnist
     from fmnist.figures import figure_png, plot_class_samples
     from fmnist.runs import free_stem, write_new
-    from fmnist.tensorboard_logging import log_figures
+    from fmnist.tensorboard_logging import log_pngs
 
     data = load_fashion_mnist(data_dir, verify)
     samples = [data.x_train[np.flatnonzero(data.y_train == c)[:SAMPLES_PER_CLASS]] for c in range(len(CLASS_NAMES))]
     fig = plot_class_samples(samples, CLASS_NAMES)
     (out / "tensorboard_logs").mkdir(parents=True, exist_ok=True)
-    png = write_new(out / f"{free_stem(out, 'fashion-mnist-samples', ['.png'])}.png", figure_png(fig))
+    png = figure_png(fig)
+    path = write_new(out / f"{free_stem(out, 'fashion-mnist-samples', ['.png'])}.png", png)
     logdir = out / "tensorboard_logs" / free_stem(out / "tensorboard_logs", "dataset", [""])
-    log_figures(logdir, {"dataset/samples": fig}, step=0)
-    print(f"Wrote {png} and {logdir}/ (tensorboard --logdir {out / 'tensorboard_logs'})")
+    log_pngs(logdir, {"dataset/samples": png}, step=0)
+    print(f"Wrote {path} and {logdir}/ (tensorboard --logdir {out / 'tensorboard_logs'})")
     return 0

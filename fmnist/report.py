@@ -64,12 +64,12 @@ def write_report(model, images, labels, *, folder, stem, tensorboard_dir=None, s
     print(format_report(summary))
     figures = report_figures(model, images, labels, probabilities, summary)
     stem = free_stem(folder, stem, [f"-{name}.png" for name in FIGURE_NAMES])
-    paths = {name: str(write_new(Path(folder) / f"{stem}-{name}.png", figure_png(fig)))
-             for name, fig in figures.items()}
+    pngs = {name: figure_png(fig) for name, fig in figures.items()}
+    paths = {name: str(write_new(Path(folder) / f"{stem}-{name}.png", png)) for name, png in pngs.items()}
     if tensorboard_dir is not None:
-        from fmnist.tensorboard_logging import log_figures
+        from fmnist.tensorboard_logging import log_pngs
 
-        log_figures(tensorboard_dir, {f"test/{name}": fig for name, fig in figures.items()}, step)
+        log_pngs(tensorboard_dir, {f"test/{name}": png for name, png in pngs.items()}, step)
     print("Figures: " + ", ".join(paths.values()))
     return summary, paths
 

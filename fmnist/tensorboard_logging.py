@@ -11,26 +11,27 @@ from fmnist import CLASS_NAMES
 from fmnist.evaluation import confusion_matrix, model_input
 from fmnist.figures import figure_png, plot_confusion_matrix, plot_predictions
 
-TENSORBOARD_DPI = 72  # small images: a few hundred milliseconds an epoch, and event files that stay small
+TENSORBOARD_DPI = 72  # the images of every epoch are small: a few hundred milliseconds an epoch, small event files
 EPOCH_GRID_PER_CLASS = 2  # the fixed validation images shown at each epoch
 EPOCH_CONFUSION_IMAGES = 1000  # the validation images behind each epoch's confusion matrix
 
 
-def figure_to_image(fig, dpi=TENSORBOARD_DPI):
-    """A Figure as the (1, height, width, 3) uint8 tensor that tf.summary.image takes."""
+def png_image(png):
+    """PNG bytes as the (1, height, width, 3) uint8 tensor that tf.summary.image takes."""
     import tensorflow as tf
 
-    return tf.image.decode_png(figure_png(fig, dpi=dpi), channels=3)[None]
+    return tf.image.decode_png(png, channels=3)[None]
 
 
-def log_figures(logdir, figures, step):
-    """Write {tag: Figure} as images at `step` into the event files of `logdir`."""
+def log_pngs(logdir, pngs, step):
+    """Write {tag: PNG bytes} as images at `step` into the event files of `logdir`: the same pictures as the PNG
+    files beside them, so each figure is drawn once."""
     import tensorflow as tf
 
     writer = tf.summary.create_file_writer(str(logdir))
     with writer.as_default():
-        for tag, fig in figures.items():
-            tf.summary.image(tag, figure_to_image(fig), step=step)
+        for tag, png in pngs.items():
+            tf.summary.image(tag, png_image(png), step=step)
     writer.close()
 
 
@@ -83,7 +84,7 @@ def make_epoch_images_callback(logdir, images, labels):
             }
             with self.writer.as_default():
                 for tag, fig in figures.items():
-                    tf.summary.image(tag, figure_to_image(fig), step=step)
+                    tf.summary.image(tag, png_image(figure_png(fig, dpi=TENSORBOARD_DPI)), step=step)
             self.writer.flush()
 
         def on_train_end(self, logs=None):
