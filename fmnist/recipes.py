@@ -6,7 +6,7 @@ block at the top of fashion_mnist.py. So `--model fast` trains with the speed-ru
 """
 
 RECIPES = {
-    # 9 to 14 s an epoch on 2 cores: two to three minutes for the whole command (benchmarks/time_to_accuracy.py).
+    # About 10 s an epoch on 2 cores: two minutes for the whole command (115 s, benchmarks/time_to_accuracy.py).
     # Batch 512 with a 4e-3 peak rate learns more per second than smaller batches.
     # A cosine schedule does its best work in its last epochs, where the validation loss has flattened out while
     # the accuracy still rises: so no early stop (patience = epochs), and the run keeps its last epoch.
