@@ -115,7 +115,8 @@ def build_parser(defaults, description):
     recipe_flag(model, "--learning-rate", "peak learning rate", type=_number(float, 0, min_inclusive=False))
     recipe_flag(model, "--schedule", "learning-rate schedule", choices=SCHEDULES)
     recipe_flag(model, "--warmup-epochs", "epochs of linear warm-up (cosine schedule)", type=_number(float, 0))
-    recipe_flag(model, "--weight-decay", "AdamW's decoupled weight decay; 0 trains with Adam",
+    recipe_flag(model, "--weight-decay", "AdamW's decoupled weight decay, applied as a shrink of weight decay x "
+                "learning rate a step; 0 trains with Adam",
                 type=_number(float, 0))
     recipe_flag(model, "--augment", "training-time augmentation: horizontal flips, then also shifts of up to 2 px, "
                 "then also random erasing", choices=AUGMENTATIONS)
