@@ -19,9 +19,9 @@ RECIPES = {
     # About 38 s an epoch on 2 cores: 45 minutes for the whole command (2,701 s, benchmarks/time_to_accuracy.py),
     # 94.87 % at the last epoch. Shifts and random erasing as well as flips, against overfitting a long run: 60
     # epochs with flips and shifts alone scored 94.68 %, 70 with erasing too 94.77 % (the two changes were measured
-    # together, not apart). Keras scales AdamW's decay by the learning rate, so the 5e-4 of `fast` would shrink the
-    # weights by under 1 % over the whole run; 0.05 shrinks them by a factor of about 2 (e^-0.74), and took the
-    # 94.77 % to 94.87 %, no more than another seed might. The last epoch, as for `fast`. The usual validation
+    # together, not apart). Keras scales AdamW's decay by the learning rate, so 5e-4 (as in `fast`) would shrink
+    # the weights by under 1 % over the whole run; 0.05 shrinks them by a factor of about 2 (e^-0.74), and took
+    # the 94.77 % to 94.87 %, no more than another seed might. The last epoch, as for `fast`. The usual validation
     # share: with 1,200 validation images (9 % more training images) the same recipe scored 94.88 %, no better.
     "best": dict(epochs=70, batch_size=256, learning_rate=2e-3, schedule="cosine", warmup_epochs=2,
                  weight_decay=0.05, augment="flip-shift-erase", tta=True, patience=70, keep="last"),
