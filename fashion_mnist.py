@@ -117,6 +117,7 @@ def run_training(config, data, so_far=None, extra_callbacks=()):
         train_distributed,
         write_weights_digest,
     )
+    from fmnist.fast_ops import use_byte_mask_dropout
     from fmnist.history import make_record, write_history, write_record
     from fmnist.interrupt import TrainingInterrupted
     from fmnist.report import write_report
@@ -147,7 +148,7 @@ def run_training(config, data, so_far=None, extra_callbacks=()):
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     rebuild = functools.partial(build_model, config.model, config.resnet_width)
     with dist.strategy.scope():
-        model = compile_model(rebuild(),
+        model = compile_model(use_byte_mask_dropout(rebuild()),
                               make_optimizer(dataclasses.replace(config, learning_rate=learning_rate),
                                              steps_per_epoch))
     restore_last_epoch(model, paths, so_far)

@@ -1,12 +1,13 @@
 """Training throughput of the `cnn`: the seed recipe against this project's path, interleaved in one process.
 
     python benchmarks/train_speed.py                    # 3 rounds of 25,600 images per setting
-    python benchmarks/train_speed.py --rounds 5 --batch-sizes 64 256 --steps-per-execution 1 8 --adam fused
+    python benchmarks/train_speed.py --rounds 5 --batch-sizes 64 --ops keras fused-adam project
 
-The seed recipe is fp32 `model.fit` on NumPy arrays at batch 64, with Keras's Adam. The project's path is the
-dtype policy that --precision auto picks, the tf.data pipeline, several batches per call and TensorFlow's fused
-Adam kernel, at batch 64 and at larger batches; by default each batch size also runs with Keras's own Adam, to
-show what the fused kernel brings. The settings take turns (round-robin), so a noisy neighbour on a shared
+The seed recipe is fp32 `model.fit` on NumPy arrays at batch 64, with Keras's Adam and Dropout. The project's path
+is the dtype policy that --precision auto picks, the tf.data pipeline, several batches per call and the ops of
+fmnist/fast_ops.py (TensorFlow's fused Adam kernel and the byte-mask dropout), at batch 64 and at larger batches;
+by default each batch size also runs with Keras's own ops, to show what the project's bring (--ops fused-adam
+takes the fused Adam alone). The settings take turns (round-robin), so a noisy neighbour on a shared
 machine slows them alike; each round times one epoch from its start to its end, and the table shows the median
 round.
 Peak FLOP/s is an estimate: cores x nominal clock x bf16 FLOP per cycle and core (--flop-per-cycle: 128 for two
@@ -27,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from machine import cpu_mhz, describe_machine  # noqa: E402
 
 EPOCH_IMAGES = 54_000  # one epoch: the 60,000 training images less the 10 % validation split
+OPS = {"keras": "Keras's Adam and dropout", "fused-adam": "fused Adam, Keras's dropout",
+       "project": "fused Adam, byte-mask dropout"}  # --ops, and each one's label in the table
 
 
 def training_flops_per_image(model):
@@ -66,20 +69,24 @@ class Setting:
     """One way of training the cnn, with its own model, warmed up before timing."""
 
     def __init__(self, label, *, policy, batch_size, pipeline, images, labels, steps_per_execution=1,
-                 fused_adam=False):
+                 ops="keras"):
         import keras
 
         from fmnist.architectures import build_cnn
         from fmnist.data import make_dataset
-        from fmnist.training import compile_model, use_fused_adam_kernel
+        from fmnist.fast_ops import use_byte_mask_dropout, use_fused_adam_kernel
+        from fmnist.training import compile_model
 
         self.label, self.batch_size, self.pipeline = label, batch_size, pipeline
         self.images, self.labels = images, labels
         self.x_float = images[..., None].astype("float32")  # the seed recipe's in-memory float array
         keras.mixed_precision.set_global_policy(policy)  # layers take the policy current when they are built
-        optimizer = keras.optimizers.Adam(1e-3)
-        self.model = compile_model(build_cnn(), use_fused_adam_kernel(optimizer) if fused_adam else optimizer,
-                                   steps_per_execution)
+        model, optimizer = build_cnn(), keras.optimizers.Adam(1e-3)
+        if ops in ("fused-adam", "project"):
+            optimizer = use_fused_adam_kernel(optimizer)
+        if ops == "project":
+            model = use_byte_mask_dropout(model)
+        self.model = compile_model(model, optimizer, steps_per_execution)
         keras.mixed_precision.set_global_policy("float32")
         if pipeline:
             self.data = make_dataset(images, labels, batch_size, shuffle=True, seed=0)
@@ -111,9 +118,9 @@ def main():
                         help="batch sizes for the project's path")
     parser.add_argument("--steps-per-execution", type=int, nargs="+", default=[8],
                         help="batches per call into TensorFlow, for the project's path")
-    parser.add_argument("--adam", nargs="+", choices=["keras", "fused"], default=["keras", "fused"],
-                        help="Keras's own Adam update, or TensorFlow's fused kernel (the project's), for the "
-                             "project's path")
+    parser.add_argument("--ops", nargs="+", choices=list(OPS), default=["keras", "project"],
+                        help="for the project's path: Keras's own Adam update and dropout, TensorFlow's fused "
+                             "Adam kernel alone, or the fused kernel and the byte-mask dropout (the project's)")
     parser.add_argument("--flop-per-cycle", type=float, default=128.0, help="per core, for the peak estimate")
     args = parser.parse_args()
 
@@ -126,10 +133,10 @@ def main():
     policy = choose_precision("auto")
     settings = [Setting("seed recipe: fp32, NumPy arrays", policy="float32", batch_size=64, pipeline=False,
                         images=images, labels=labels)]
-    settings += [Setting(f"project: {policy}, tf.data, {spe} step/call, {adam} Adam", policy=policy,
+    settings += [Setting(f"project: {policy}, tf.data, {spe} step/call, {OPS[ops]}", policy=policy,
                          batch_size=bs, pipeline=True, images=images, labels=labels, steps_per_execution=spe,
-                         fused_adam=adam == "fused")
-                 for bs in args.batch_sizes for spe in args.steps_per_execution for adam in args.adam]
+                         ops=ops)
+                 for bs in args.batch_sizes for spe in args.steps_per_execution for ops in args.ops]
 
     for round_number in range(args.rounds):
         for setting in settings:
@@ -144,11 +151,11 @@ def main():
     print(f"\ncnn: {flops / 1e6:.0f} MFLOP per training image; peak estimate "
           f"{peak / 1e9:.0f} GFLOP/s ({os.cpu_count()} cores x {mhz:.0f} MHz x {args.flop_per_cycle:g})"
           if peak else f"\ncnn: {flops / 1e6:.0f} MFLOP per training image; clock unknown, no peak estimate")
-    print(f"{'setting':<60} {'batch':>5} {'images/s':>9} {'s/epoch':>8} {'vs seed':>8} {'of peak':>8}")
+    print(f"{'setting':<78} {'batch':>5} {'images/s':>9} {'s/epoch':>8} {'vs seed':>8} {'of peak':>8}")
     for s in settings:
         ips = s.images_per_second
         of_peak = f"{ips * flops / peak:.1%}" if peak else "n/a"
-        print(f"{s.label:<60} {s.batch_size:>5} {ips:>9.0f} {EPOCH_IMAGES / ips:>8.1f} {ips / base:>7.2f}x "
+        print(f"{s.label:<78} {s.batch_size:>5} {ips:>9.0f} {EPOCH_IMAGES / ips:>8.1f} {ips / base:>7.2f}x "
               f"{of_peak:>8}")
 
 

@@ -2,8 +2,9 @@
 fit."""
 
 import math
-import types
 from pathlib import Path
+
+from fmnist.fast_ops import use_fused_adam_kernel
 
 
 def set_seed(seed, deterministic=False):
@@ -60,35 +61,6 @@ def make_optimizer(config, steps_per_epoch):
     else:
         optimizer = keras.optimizers.Adam(rate)
     return use_fused_adam_kernel(optimizer)
-
-
-def use_fused_adam_kernel(optimizer):
-    """Have a Keras Adam or AdamW update each weight with TensorFlow's fused Adam kernel.
-
-    Keras 3 writes Adam's update as a chain of about ten element-wise ops, each a pass through memory over every
-    weight. TensorFlow's ResourceApplyAdam does the same arithmetic in one pass (tests/test_models.py checks the
-    two against each other): on 2 CPU cores the `cnn` trains about 15 % faster at batch 64, and 5 % at batch 512
-    (benchmarks/train_speed.py). Only this object's method is replaced, not its class, so a saved model names a plain
-    Keras Adam and loads anywhere. AdamW's weight decay is applied before update_step, so it is unchanged.
-    """
-    optimizer.update_step = types.MethodType(_fused_adam_update_step, optimizer)
-    return optimizer
-
-
-def _fused_adam_update_step(self, gradient, variable, learning_rate):
-    """keras.optimizers.Adam.update_step (without amsgrad), as one ResourceApplyAdam op."""
-    import tensorflow as tf
-
-    def as_variable_dtype(value):
-        return tf.cast(value, variable.dtype)
-
-    index = self._get_variable_index(variable)
-    step = as_variable_dtype(self.iterations + 1)
-    beta_1, beta_2 = as_variable_dtype(self.beta_1), as_variable_dtype(self.beta_2)
-    tf.raw_ops.ResourceApplyAdam(
-        var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
-        beta1_power=beta_1**step, beta2_power=beta_2**step, lr=as_variable_dtype(learning_rate), beta1=beta_1,
-        beta2=beta_2, epsilon=as_variable_dtype(self.epsilon), grad=as_variable_dtype(gradient))
 
 
 # Batches per call into TensorFlow. One call per batch spends a fixed Python overhead per step; 8 spread it, which

@@ -13,9 +13,9 @@ def test_train_speed_prints_a_ratio_for_each_setting():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("Machine: ") and "Versions: " in proc.stdout
     rows = [line for line in proc.stdout.splitlines() if re.search(r"\d+\.\d\dx ", line)]
-    assert len(rows) == 3  # the seed recipe, and the project's path at batch 64 with each Adam
+    assert len(rows) == 3  # the seed recipe, and the project's path at batch 64 with Keras's ops and its own
     assert rows[0].startswith("seed recipe") and " 1.00x " in rows[0]
-    assert "keras Adam" in rows[1] and "fused Adam" in rows[2]
+    assert "Keras's Adam and dropout" in rows[1] and "fused Adam, byte-mask dropout" in rows[2]
     assert "cnn: 87 MFLOP per training image" in proc.stdout
 
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from fmnist.architectures import MODELS, build_model
-from fmnist.training import compile_model, use_fused_adam_kernel
+from fmnist.fast_ops import use_byte_mask_dropout, use_fused_adam_kernel
+from fmnist.training import compile_model
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -54,6 +55,26 @@ def test_fused_adam_kernel_trains_exactly_like_keras_adam(adamw, tmp_path):
     trained[1].save(tmp_path / "fused.keras")
     loaded = keras.saving.load_model(tmp_path / "fused.keras")
     assert type(loaded.optimizer) is type(optimizer())
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.2])
+def test_byte_mask_dropout_drops_at_the_rate_and_keeps_the_mean(rate, tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = use_byte_mask_dropout(keras.Sequential([keras.Input((100_000,)), keras.layers.Dropout(rate)]))
+    ones = np.ones((4, 100_000), "float32")
+    first, second = (np.asarray(model(ones, training=True)) for _ in range(2))
+    dropped = round(rate * 256) / 256  # 0.25 exactly; 0.2 becomes 51/256
+    assert abs((first == 0).mean() - dropped) < 0.003  # 400,000 draws: the standard error is 0.0007
+    np.testing.assert_allclose(np.unique(first[first > 0]), 1 / (1 - dropped), rtol=1e-6)
+    assert abs(first.mean() - 1) < 0.005
+    assert not np.array_equal(first, second)  # a new mask at every call
+    np.testing.assert_array_equal(model(ones, training=False), ones)
+    # The saved model is plain Keras: it loads without this package.
+    model.save(tmp_path / "dropout.keras")
+    loaded = keras.saving.load_model(tmp_path / "dropout.keras")
+    assert type(loaded.layers[0]) is keras.layers.Dropout and loaded.layers[0].rate == rate
 
 
 def test_cnn_is_the_seed_003_architecture():
