@@ -11,8 +11,8 @@ of them end with the same weights. Only the chief (task "chief", else worker 0) 
 write what the callbacks need into a temporary folder that is removed when the process exits.
 
 Nothing waits forever: joining the cluster and every collective operation time out after --worker-timeout
-seconds, and TensorFlow's coordination service notices a crashed peer. A worker that loses a peer during training
-ends with a one-line error; one that waits in vain for the cluster to form exits with status 1.
+seconds, and TensorFlow's coordination service notices a crashed peer. A worker that loses a peer during training,
+or waits in vain for the cluster to form, ends with a one-line error.
 A Ctrl-C or SIGTERM on any worker is shared with the others in the next training step, so all of them stop at
 the same batch, as interrupted.
 
@@ -22,12 +22,15 @@ TensorFlow is imported only inside the functions that need it.
 """
 
 import atexit
+import contextlib
 import faulthandler
 import hashlib
 import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -133,22 +136,47 @@ def start_distribution(role, timeout):
 
 def _join_cluster(create, role, timeout):
     """create() waits inside TensorFlow, holding the interpreter, until every worker is up: no Python timer or
-    signal handler can run meanwhile. So faulthandler's C-level watchdog ends the process (status 1) after
-    `timeout` seconds, and Ctrl-C gets its default action (ends it at once)."""
+    signal handler can run meanwhile. So a C-level watchdog ends the process after `timeout` seconds, and Ctrl-C
+    gets its default action (ends it at once)."""
     print(f"Joining the cluster in TF_CONFIG as {role.task}: waiting up to {timeout:g} s (--worker-timeout) for "
           "every worker; this process exits with status 1 if one never comes", flush=True)
+    last_words = (f"error: not every worker in TF_CONFIG joined within {timeout:g} s: start them all, check their "
+                  "addresses, or allow longer with --worker-timeout")
     previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
-        with open(os.devnull, "w") as silent:  # the watchdog would otherwise print every thread's stack
-            faulthandler.dump_traceback_later(timeout, exit=True, file=silent)
+        with _watchdog(timeout, last_words):
+            return create()
+    except Exception as e:  # noqa: BLE001 - any failure to connect means the same to the user
+        raise UserError(f"could not join the cluster in TF_CONFIG: {_first_line(e)}") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# Run by the watchdog's child process: print the last words once the dump of the stacks begins, and nothing if
+# the pipe closes without one.
+_ANNOUNCER = "import sys; sys.stdin.buffer.read(1) and print(sys.argv[1], file=sys.stderr, flush=True)"
+
+
+@contextlib.contextmanager
+def _watchdog(timeout, last_words):
+    """End the process with status 1 and `last_words` on stderr if the block is still running after `timeout` s.
+
+    faulthandler's watchdog runs in C, so it fires even while TensorFlow holds the interpreter, but all it can
+    write before it exits is a dump of every thread's stack. It writes that dump into a pipe to a small child
+    process, which prints `last_words` instead.
+    """
+    read_end, write_end = os.pipe()
+    announcer = subprocess.Popen([sys.executable, "-c", _ANNOUNCER, last_words], stdin=read_end)
+    os.close(read_end)
+    try:
+        with os.fdopen(write_end, "w") as dump:
+            faulthandler.dump_traceback_later(timeout, exit=True, file=dump)
             try:
-                return create()
-            except Exception as e:  # noqa: BLE001 - any failure to connect means the same to the user
-                raise UserError(f"could not join the cluster in TF_CONFIG: {_first_line(e)}") from None
+                yield
             finally:
                 faulthandler.cancel_dump_traceback_later()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        announcer.wait()  # it ends as soon as the pipe closes
 
 
 def _first_line(error):
