@@ -34,6 +34,7 @@ def child(log_path, cli_args):
     import keras
 
     import fashion_mnist
+    from fmnist.config import parse_config
     from fmnist.data import load_fashion_mnist
     from fmnist.evaluation import predict_probabilities
 
@@ -54,6 +55,7 @@ def child(log_path, cli_args):
                                 "weights": path})
 
     observer = EpochWeights()
+    config, _ = parse_config(cli_args, fashion_mnist.DEFAULTS)  # with test-time augmentation if the run uses it
     fashion_mnist.main(cli_args, extra_callbacks=[observer])
     finished = time.time()  # the run has printed its test result
     test = load_fashion_mnist()
@@ -62,11 +64,9 @@ def child(log_path, cli_args):
             weights = epoch.pop("weights")
             observer.model.load_weights(weights)
             weights.unlink()  # a long run's weights would fill gigabytes
-            plain = predict_probabilities(observer.model, test.x_test)
-            mirrored = predict_probabilities(observer.model, test.x_test[:, :, ::-1])
-            scores = {key: float((probabilities.argmax(axis=1) == test.y_test).mean())
-                      for key, probabilities in (("accuracy", plain), ("accuracy_tta", (plain + mirrored) / 2))}
-            f.write(json.dumps(epoch | scores | {"finished": finished}) + "\n")
+            probabilities = predict_probabilities(observer.model, test.x_test, tta=config.tta)
+            accuracy = float((probabilities.argmax(axis=1) == test.y_test).mean())
+            f.write(json.dumps(epoch | {"accuracy": accuracy, "finished": finished}) + "\n")
 
 
 def one_run(cli_args, out, index):
@@ -84,15 +84,14 @@ def one_run(cli_args, out, index):
         sys.exit(f"error: run {index} failed (exit {proc.returncode}); see {out / f'run-{index}.log'}")
     epochs = [json.loads(line) for line in log.read_text().splitlines()]
     record = json.loads((out / "history" / f"{run_name}.json").read_text())
-    key = "accuracy_tta" if record["hyperparameters"]["tta"] else "accuracy"
     reached = {}
     for target in TARGETS:
-        hit = next((e for e in epochs if e[key] >= target), None)
+        hit = next((e for e in epochs if e["accuracy"] >= target), None)
         reached[target] = None if hit is None else hit["time"] - start - hit["measuring"]
     total = epochs[-1]["finished"] - start - epochs[-1]["measuring"]
     return {"reached": reached, "total": total, "final": record["test"]["accuracy"],
             "top5": record["test"]["top5_accuracy"], "peak_rss_gb": peak_rss_gb,
-            "epochs": record["epochs_run"], "curve": [round(e[key], 4) for e in epochs]}
+            "epochs": record["epochs_run"], "curve": [round(e["accuracy"], 4) for e in epochs]}
 
 
 def seconds(value):

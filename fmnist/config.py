@@ -16,6 +16,7 @@ from fmnist.recipes import RECIPES, recipe_note
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("constant", "cosine")
 AUGMENTATIONS = ("none", "flip", "flip-shift", "flip-shift-erase")
+TTA_CHOICES = ("none", "flip", "flip-shift")  # fmnist.evaluation.TTA_VIEWS, without importing NumPy for --help
 KEEPS = ("best", "last")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 SWEEPABLE = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "weight_decay",
@@ -34,7 +35,7 @@ class Config:
     warmup_epochs: float
     weight_decay: float
     augment: str
-    tta: bool
+    tta: str
     val_fraction: float
     patience: int
     keep: str
@@ -120,8 +121,9 @@ def build_parser(defaults, description):
                 type=_number(float, 0))
     recipe_flag(model, "--augment", "training-time augmentation: horizontal flips, then also shifts of up to 2 px, "
                 "then also random erasing", choices=AUGMENTATIONS)
-    recipe_flag(model, "--tta", "test-time augmentation: average the prediction with the mirrored image",
-                action=argparse.BooleanOptionalAction)
+    recipe_flag(model, "--tta", "test-time augmentation: average the prediction over the image and its mirror, "
+                "then also over each shifted a pixel left and right (best with --augment that shifts too)",
+                choices=TTA_CHOICES)
     recipe_flag(model, "--patience", "early stopping: epochs without a lower validation loss",
                 type=_number(int, 1))
     recipe_flag(model, "--keep", "the model a run keeps, saves and tests: the epoch with the lowest validation "

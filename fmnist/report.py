@@ -52,12 +52,12 @@ def report_figures(model, images, labels, probabilities, summary):
     return figures
 
 
-def write_report(model, images, labels, *, folder, stem, tensorboard_dir=None, step=0, tta=False):
+def write_report(model, images, labels, *, folder, stem, tensorboard_dir=None, step=0, tta="none"):
     """Measure `model` on the test images, print the report, write folder/<stem>-<figure>.png (with a suffix
     when a name is taken) and, with `tensorboard_dir`, log the figures there as images.
 
-    `tta` averages each prediction with that of the mirrored image. Returns (summary for the record,
-    {figure name: path}).
+    `tta` averages each prediction over copies of the image (fmnist.evaluation.TTA_VIEWS).
+    Returns (summary for the record, {figure name: path}).
     """
     probabilities = predict_probabilities(model, images, tta=tta)
     summary = summarise(probabilities, labels)
@@ -74,9 +74,10 @@ def write_report(model, images, labels, *, folder, stem, tensorboard_dir=None, s
     return summary, paths
 
 
-def evaluate_saved_model(model_path, out, data_dir=None, verify=True):
-    """The `evaluate` command: the report of a saved model, written to --out (default: the model's folder) as
-    <model>-evaluation.json and <model>-<figure>.png, with a suffix where a name is taken."""
+def evaluate_saved_model(model_path, out, data_dir=None, verify=True, tta="none"):
+    """The `evaluate` command: the report of a saved model (with test-time augmentation: `tta`), written to --out
+    (default: the model's folder) as <model>-evaluation.json and <model>-<figure>.png, with a suffix where a name
+    is taken."""
     from fmnist.data import load_fashion_mnist
 
     model_path = Path(model_path)
@@ -90,8 +91,8 @@ def evaluate_saved_model(model_path, out, data_dir=None, verify=True):
     suffixes = ["-evaluation.json"] + [f"-{name}.png" for name in FIGURE_NAMES]
     stem = free_stem(folder, model_path.stem, suffixes)
     print(f"Model: {model_path} ({model.name}, {model.count_params():,} parameters); data: {data.source}")
-    summary, figures = write_report(model, data.x_test, data.y_test, folder=folder, stem=stem)
-    record = {"model": str(model_path), "data_source": data.source, "test": summary, "figures": figures}
+    summary, figures = write_report(model, data.x_test, data.y_test, folder=folder, stem=stem, tta=tta)
+    record = {"model": str(model_path), "data_source": data.source, "tta": tta, "test": summary, "figures": figures}
     record_path = write_new(folder / f"{stem}-evaluation.json", (json.dumps(record, indent=2) + "\n").encode())
     print(f"Report: {record_path}")
     return 0

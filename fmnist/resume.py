@@ -34,6 +34,8 @@ def read_resume_point(config):
     try:
         record = json.loads(paths.record.read_text())
         settings = record["hyperparameters"]
+        if isinstance(settings.get("tta"), bool):  # a record from when --tta was on or off: on meant the mirror
+            settings["tta"] = "flip" if settings["tta"] else "none"
         config = dataclasses.replace(config, run_name=config.resume, **settings)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{paths.record}: not a run record this version can resume ({type(e).__name__}: {e})") from None

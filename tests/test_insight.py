@@ -174,6 +174,33 @@ def test_evaluate_takes_a_compatible_model_from_elsewhere(tmp_path):
     assert 0 <= report["test"]["accuracy"] <= 1 and sum(r["support"] for r in report["test"]["per_class"]) == 10_000
 
 
+@pytest.mark.parametrize("tta, copies", [("none", 1), ("flip", 2), ("flip-shift", 6)])
+def test_tta_averages_the_prediction_over_mirrored_and_shifted_copies(tta, copies):
+    import keras
+
+    from fmnist.config import TTA_CHOICES
+    from fmnist.data import load_fashion_mnist
+    from fmnist.evaluation import TTA_VIEWS, predict_probabilities
+
+    assert tuple(TTA_VIEWS) == TTA_CHOICES  # the flag offers exactly what the evaluation does
+    keras.utils.set_random_seed(0)  # a dense layer over the raw pixels: every copy gets a different prediction
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    images = load_fashion_mnist().x_test[:50].astype("float32")
+    mirrors = images[:, :, ::-1]
+    black = np.zeros((50, 28, 1), "float32")  # a column, coming in on the side the image moves away from
+    flip_shift = []
+    for image in (images, mirrors):
+        flip_shift += [image, np.concatenate([black, image[:, :, :-1]], axis=2),  # a pixel right
+                       np.concatenate([image[:, :, 1:], black], axis=2)]  # a pixel left
+    expected_copies = {1: [images], 2: [images, mirrors], 6: flip_shift}[copies]
+    expected = np.mean([model.predict(copy, verbose=0) for copy in expected_copies], axis=0)
+    averaged = predict_probabilities(model, images, tta=tta)
+    np.testing.assert_allclose(averaged, expected, atol=1e-6)
+    if copies > 1:
+        assert not np.allclose(averaged, predict_probabilities(model, images), atol=1e-3)
+
+
 def test_incompatible_or_broken_models_are_refused(tmp_path):
     import keras
 

@@ -16,8 +16,8 @@ def test_flags_override_the_recipe_which_overrides_the_defaults():
         for key, value in recipe.items():
             assert getattr(config, key) == value
 
-    tuned, _ = parse_config(["--model", "fast", "--epochs", "3", "--no-tta"], DEFAULTS)
-    assert tuned.epochs == 3 and tuned.tta is False
+    tuned, _ = parse_config(["--model", "fast", "--epochs", "3", "--tta", "none"], DEFAULTS)
+    assert tuned.epochs == 3 and tuned.tta == "none"
     assert tuned.batch_size == RECIPES["fast"]["batch_size"]
 
 
