@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from fmnist import CLASS_NAMES
-from fmnist.config import TTA_CHOICES
+from fmnist.config import TTA_CHOICES, TTA_HELP
 
 COMMANDS = {
     "evaluate": "Measure a saved .keras model on the test set: metrics, per-class table, confusions, figures.",
@@ -34,9 +34,7 @@ def run_command(name, argv):
         parser.add_argument("--out", metavar="DIR", help="folder for the report (default: the model's folder); "
                                                          "existing files get a -2, -3... suffix, never replaced")
         parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
-                            help="test-time augmentation: average over the image and its mirror (flip), and also "
-                                 "over each shifted a pixel left and right (flip-shift); a run's record names the "
-                                 "one its test report used")
+                            help=f"{TTA_HELP}; a run's record names the one its test report used")
         _data_flags(parser)
         args = parser.parse_args(argv)
         from fmnist.report import evaluate_saved_model

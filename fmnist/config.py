@@ -17,6 +17,8 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("constant", "cosine")
 AUGMENTATIONS = ("none", "flip", "flip-shift", "flip-shift-erase")
 TTA_CHOICES = ("none", "flip", "flip-shift")  # fmnist.evaluation.TTA_VIEWS, without importing NumPy for --help
+TTA_HELP = ("test-time augmentation: average the prediction over the image and its mirror (flip), and also over each "
+            "shifted a pixel left and right (flip-shift)")
 KEEPS = ("best", "last")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 SWEEPABLE = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "weight_decay",
@@ -121,8 +123,7 @@ def build_parser(defaults, description):
                 type=_number(float, 0))
     recipe_flag(model, "--augment", "training-time augmentation: horizontal flips, then also shifts of up to 2 px, "
                 "then also random erasing", choices=AUGMENTATIONS)
-    recipe_flag(model, "--tta", "test-time augmentation: average the prediction over the image and its mirror, "
-                "then also over each shifted a pixel left and right (best with --augment that shifts too)",
+    recipe_flag(model, "--tta", f"{TTA_HELP}; shifts suit a net trained with --augment that shifts too",
                 choices=TTA_CHOICES)
     recipe_flag(model, "--patience", "early stopping: epochs without a lower validation loss",
                 type=_number(int, 1))
