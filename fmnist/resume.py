@@ -9,6 +9,7 @@ import json
 import shlex
 
 from fmnist import UserError
+from fmnist.config import check_settings
 from fmnist.history import read_history
 from fmnist.runs import reopen_run
 
@@ -36,7 +37,7 @@ def read_resume_point(config):
         settings = record["hyperparameters"]
         if isinstance(settings.get("tta"), bool):  # a record from when --tta was on or off: on meant the mirror
             settings["tta"] = "flip" if settings["tta"] else "none"
-        config = dataclasses.replace(config, run_name=config.resume, **settings)
+        config = check_settings(config, {**settings, "run_name": config.resume})
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{paths.record}: not a run record this version can resume ({type(e).__name__}: {e})") from None
     if config.strategy == "multiworker":  # the other workers cannot be relied on to see the chief's files
@@ -49,14 +50,9 @@ def read_resume_point(config):
     return config, RunSoFar(history, float(record.get("train_seconds", 0.0)))
 
 
-def backup_file(paths, epochs):
-    """The backup of the run's weights and optimizer state after `epochs` completed epochs."""
-    return paths.backup / f"epoch-{epochs:04d}.weights.h5"
-
-
-def resume_command(config):
-    """The command line that continues this run."""
-    words = ["python", "fashion_mnist.py", "--resume", config.run_name]
+def resume_command(config, run_name):
+    """The command line that continues the run `run_name` (its name may have been generated, not typed)."""
+    words = ["python", "fashion_mnist.py", "--resume", run_name]
     if config.out != ".":
         words += ["--out", config.out]
     if config.data_dir:
