@@ -3,6 +3,7 @@
     python benchmarks/time_to_accuracy.py --model fast               # 3 runs of the fast recipe, medians
     python benchmarks/time_to_accuracy.py --runs 1 -- --epochs 40 --augment flip-shift
     python benchmarks/time_to_accuracy.py --model best --runs 1    # about 50 minutes
+    python benchmarks/time_to_accuracy.py -- --precision float32   # as on a CPU without bf16
 
 Each run is `python fashion_mnist.py ARGS` in a fresh process, observed by a callback that saves the weights at
 every epoch end and notes the time. Only once the run has printed its result are those weights scored on the
@@ -10,11 +11,16 @@ test set. Scoring them during the run instead made the following epochs up to tw
 ran on one core of two), so the observer does as little as it can; the time its saving takes is taken out of the
 clock, and the times are those of the plain command up to its printed result. The accuracy is the one the run
 reports: with test-time augmentation when the recipe uses it.
+
+Times are also given in baseline epochs: seconds divided by the seconds the baseline recipe (fp32 model.fit on
+NumPy arrays, batch 64) takes for 60,000 images on this machine, measured by benchmarks/train_speed.py just before
+and just after the runs, so that the ratio holds on any CPU.
 """
 
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -94,8 +100,21 @@ def one_run(cli_args, out, index):
             "epochs": record["epochs_run"], "curve": [round(e["accuracy"], 4) for e in epochs]}
 
 
-def seconds(value):
-    return "never" if value is None else f"{value:.0f} s"
+def baseline_epoch_seconds(rounds, images):
+    """The baseline recipe's seconds for 60,000 images on this machine now (benchmarks/train_speed.py)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--baseline-only",
+                           "--rounds", str(rounds), "--images", str(images)], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    found = re.search(r"^Baseline epoch: ([\d.]+) s", proc.stdout, re.MULTILINE)
+    if proc.returncode != 0 or not found:
+        sys.exit(f"error: timing the baseline epoch failed (exit {proc.returncode}): {proc.stderr[-500:]}")
+    return float(found.group(1))
+
+
+def seconds(value, baseline_epoch=None):
+    if value is None:
+        return "never"
+    return f"{value:.0f} s" + (f" ({value / baseline_epoch:.2f} baseline epochs)" if baseline_epoch else "")
 
 
 def main():
@@ -106,6 +125,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="fast", help="shorthand for `-- --model NAME`")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline-rounds", type=int, default=2,
+                        help="rounds of the baseline recipe timed before and after the runs (0: report seconds only)")
+    parser.add_argument("--baseline-images", type=int, default=25_600, help="images per round of the baseline")
     parser.add_argument("cli_args", nargs="*", help="after --: more flags for fashion_mnist.py")
     args = parser.parse_args()
     names_model = any(arg == "--model" or arg.startswith("--model=") for arg in args.cli_args)
@@ -116,6 +138,9 @@ def main():
 
     print(describe_machine())
     print(f"Command: python fashion_mnist.py {' '.join(cli_args)}  ({args.runs} runs)")
+    before = baseline_epoch_seconds(args.baseline_rounds, args.baseline_images) if args.baseline_rounds else None
+    if before:
+        print(f"Baseline epoch before the runs: {before:.1f} s", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="fmnist-bench-") as tmp:
         for i in range(args.runs):
@@ -132,10 +157,15 @@ def main():
         middle = statistics.median(float("inf") if v is None else v for v in values)
         return None if middle == float("inf") else middle
 
+    baseline_epoch = None
+    if before:
+        after = baseline_epoch_seconds(args.baseline_rounds, args.baseline_images)
+        baseline_epoch = (before + after) / 2
+        print(f"Baseline epoch after the runs: {after:.1f} s; the unit below is their mean, {baseline_epoch:.1f} s")
     print(f"\nMedian of {len(results)}: " + ", ".join(
-        f"{t:.0%} at {seconds(median([r['reached'][t] for r in results]))}" for t in TARGETS)
+        f"{t:.0%} at {seconds(median([r['reached'][t] for r in results]), baseline_epoch)}" for t in TARGETS)
         + f"; final accuracy {statistics.median(r['final'] for r in results):.4f}; "
-        f"command to result {statistics.median(r['total'] for r in results):.0f} s")
+        f"command to result {seconds(statistics.median(r['total'] for r in results), baseline_epoch)}")
 
 
 if __name__ == "__main__":

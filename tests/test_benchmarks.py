@@ -9,20 +9,34 @@ from conftest import run_script
 
 def test_train_speed_prints_a_ratio_for_each_setting():
     proc = run_script("benchmarks/train_speed.py", "--rounds", "1", "--images", "512", "--batch-sizes", "64",
-                      "--steps-per-execution", "8")
+                      "--steps-per-execution", "8", "--precisions", "float32", "mixed_bfloat16")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("Machine: ") and "Versions: " in proc.stdout
     rows = [line for line in proc.stdout.splitlines() if re.search(r"\d+\.\d\dx ", line)]
-    assert len(rows) == 3  # the seed recipe, and the project's path at batch 64 with Keras's ops and its own
-    assert rows[0].startswith("seed recipe") and " 1.00x " in rows[0]
-    assert "Keras's Adam and dropout" in rows[1] and "fused Adam, byte-mask dropout" in rows[2]
+    # The baseline recipe, then the project's path at batch 64 with Keras's ops and its own, at each precision.
+    assert len(rows) == 5
+    assert rows[0].startswith("baseline recipe") and " 1.00x " in rows[0]
+    assert "float32" in rows[1] and "Keras's Adam and dropout" in rows[1] and "byte-mask dropout" in rows[2]
+    assert "mixed_bfloat16" in rows[3] and "mixed_bfloat16" in rows[4]
     assert "cnn: 87 MFLOP per training image" in proc.stdout
+    assert re.search(r"peak per core and cycle: \d+ float32 FLOP, \d+ bfloat16 FLOP", proc.stdout)
+    assert re.search(r"^Baseline epoch: \d+\.\d s \(60,000 images", proc.stdout, re.MULTILINE)
+
+
+def test_peak_arithmetic_follows_the_instruction_set():
+    from benchmarks.machine import flop_per_cycle
+
+    assert flop_per_cycle(["avx2", "fma"], "GenuineIntel", 6) == (32, 32)  # a laptop: no bf16 instructions
+    assert flop_per_cycle(["avx2", "fma", "avx512f"], "GenuineIntel", 6) == (64, 64)
+    assert flop_per_cycle(["avx2", "fma", "avx512f", "avx512_bf16"], "AuthenticAMD", 25) == (32, 64)  # Zen 4
+    assert flop_per_cycle(["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"], "GenuineIntel", 6) == (64, 1024)
 
 
 @pytest.mark.parametrize("keep", ["best", "last"])
 def test_time_to_accuracy_runs_the_command_line_and_reports_the_accuracy_it_printed(keep):
     model = ["--model", "lenet"] if keep == "best" else ["--model=lenet"]  # both spellings replace --model fast
-    proc = run_script("benchmarks/time_to_accuracy.py", "--runs", "1", "--", *model, "--epochs", "2",
+    baseline = ["--baseline-rounds", "1", "--baseline-images", "1024"] if keep == "last" else ["--baseline-rounds", "0"]
+    proc = run_script("benchmarks/time_to_accuracy.py", "--runs", "1", *baseline, "--", *model, "--epochs", "2",
                       "--limit", "3000", "--keep", keep)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"Command: python fashion_mnist.py {' '.join(model)} --epochs 2 --limit 3000 --keep {keep}  (1 runs)" \
@@ -35,3 +49,5 @@ def test_time_to_accuracy_runs_the_command_line_and_reports_the_accuracy_it_prin
     assert final == second if keep == "last" else final in (first, second)
     assert 0.6 < final < 0.93  # 3,000 images for 2 epochs learn something, and nothing like the targets
     assert "Median of 1: " in proc.stdout
+    if keep == "last":  # with the baseline measured, every time is also in baseline epochs
+        assert re.search(r"command to result \d+ s \(\d+\.\d\d baseline epochs\)", proc.stdout), proc.stdout[-1000:]
