@@ -1,4 +1,4 @@
-"""Faster stand-ins for two of Keras's training ops, for CPUs: the Adam update and the dropout mask.
+"""Faster stand-ins for three of Keras's training ops, for CPUs: the Adam update, the dropout mask and batch norm.
 
 Each replaces one method of one object, not a class, so a saved model still names plain Keras classes (Adam,
 AdamW, Dropout) and loads with plain Keras, without this package.
@@ -24,7 +24,7 @@ def use_fast_ops(model, optimizer):
         print(f"warning: Keras {keras.__version__} has no {missing}, which fmnist/fast_ops.py relies on; training "
               "with Keras's own Adam and Dropout ops (slower)", file=sys.stderr)
         return model, optimizer
-    return use_byte_mask_dropout(model), use_fused_adam_kernel(optimizer)
+    return use_fused_batch_norm(use_byte_mask_dropout(model)), use_fused_adam_kernel(optimizer)
 
 
 @functools.cache
@@ -36,8 +36,11 @@ def missing_keras_internals():
     optimizer = keras.optimizers.Adam()
     optimizer.build([keras.Variable(np.zeros(1, "float32"))])
     dropout = keras.layers.Dropout(0.5)
+    norm = keras.layers.BatchNormalization()
+    norm.build((None, 2, 2, 1))
     needed = [(optimizer, "_get_variable_index"), (optimizer, "_momentums"), (optimizer, "_velocities"),
               (dropout, "seed_generator"), (dropout, "noise_shape")]
+    needed += [(norm, name) for name in ("moving_mean", "moving_variance", "gamma", "beta", "renorm", "synchronized")]
     return next((f"{type(owner).__name__}.{name}" for owner, name in needed if not hasattr(owner, name)), "")
 
 
@@ -101,3 +104,37 @@ def _byte_mask_dropout_call(self, inputs, training=False):
     keep = tf.reshape(random_bytes, tf.shape(inputs)) >= tf.constant(dropped, tf.uint8)
     scale = tf.cast(DROPOUT_LEVELS / (DROPOUT_LEVELS - dropped), inputs.dtype)
     return tf.where(keep, inputs * scale, tf.zeros((), inputs.dtype))
+
+
+def use_fused_batch_norm(model):
+    """Have every BatchNormalization layer of `model` train with TensorFlow's fused kernel on 4-D inputs.
+
+    Keras 3 computes batch norm as separate ops (the moments, then the normalisation, each a pass over the
+    activations, and as many again backwards); FusedBatchNormV3, which oneDNN runs on CPUs, does each direction in
+    one pass: 7x faster on a 512x28x28x32 batch on 2 cores (docs/experiments.md). Inference is unchanged.
+    """
+    import keras
+
+    for layer in model._flatten_layers(include_self=False):  # noqa: SLF001 - nested models' layers too
+        if isinstance(layer, keras.layers.BatchNormalization) and not layer.renorm and not layer.synchronized:
+            layer.call = types.MethodType(_fused_batch_norm_call, layer)
+    return model
+
+
+def _fused_batch_norm_call(self, inputs, training=None, mask=None):
+    """keras.layers.BatchNormalization.call, training on channels-last images with FusedBatchNormV3."""
+    import tensorflow as tf
+
+    if not (training and self.trainable and mask is None and len(inputs.shape) == 4 and self.axis in (-1, 3)):
+        return type(self).call(self, inputs, training=training, mask=mask)
+    channels = inputs.shape[-1]
+    scale = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels], tf.float32)
+    offset = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels], tf.float32)
+    outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(inputs, scale, offset, epsilon=self.epsilon,
+                                                               is_training=True)
+    # The kernel returns the variance with Bessel's correction; Keras keeps the plain batch variance.
+    count = tf.cast(tf.size(inputs) // channels, tf.float32)
+    variance = variance * (count - 1) / count
+    self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
+    self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1 - self.momentum))
+    return tf.cast(outputs, self.compute_dtype)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from fmnist.architectures import MODELS, build_model
-from fmnist.fast_ops import use_byte_mask_dropout, use_fused_adam_kernel
+from fmnist.fast_ops import use_byte_mask_dropout, use_fused_adam_kernel, use_fused_batch_norm
 from fmnist.training import compile_model
 
 
@@ -77,7 +77,41 @@ def test_byte_mask_dropout_drops_at_the_rate_and_keeps_the_mean(rate, tmp_path):
     assert type(loaded.layers[0]) is keras.layers.Dropout and loaded.layers[0].rate == rate
 
 
-def test_cnn_is_the_seed_003_architecture():
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batch_norm_trains_like_keras_batch_norm_and_saves_as_it(policy, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    def net():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, use_bias=False),
+                                 keras.layers.BatchNormalization(momentum=0.9), keras.layers.Flatten(),
+                                 keras.layers.Dense(2, dtype="float32")])
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        plain, fused = net(), use_fused_batch_norm(net())
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype("float32")
+    results = []
+    for model in (plain, fused):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(x, training=True) ** 2)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        norm = model.layers[1]
+        results.append([loss.numpy(), *(g.numpy() for g in gradients), norm.moving_mean.numpy(),
+                        norm.moving_variance.numpy()])
+    tolerance = 1e-5 if policy == "float32" else 2e-2  # bfloat16 keeps 8 bits of mantissa
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(b, a, rtol=tolerance, atol=tolerance * np.abs(a).max())
+    assert np.abs(results[0][-1] - 0.9).max() > 1e-3  # the moving statistics moved, the same way in both
+    np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), rtol=1e-2, atol=1e-2)
+    fused.save(tmp_path / "bn.keras")
+    assert type(keras.saving.load_model(tmp_path / "bn.keras").layers[1]) is keras.layers.BatchNormalization
+
+
+def test_cnn_is_the_baseline_architecture():
     model = build_model("cnn")
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["Rescaling", "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout",
