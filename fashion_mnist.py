@@ -82,12 +82,14 @@ def main(argv, extra_callbacks=()):
     return 0
 
 
-def run_training(config, data, so_far=None, extra_callbacks=()):
-    """One training run on the loaded data (resumed from `so_far` when given); returns its run record."""
+def run_training(config, data, so_far=None, extra_callbacks=(), paths=None):
+    """One training run on the loaded data (resumed from `so_far` when given); returns its run record.
+
+    `paths`: the run's files when its name is already claimed (a sweep claims all its runs' names first)."""
     from fmnist.data import split_train_val
     from fmnist.distributed import read_role, worker_out
     from fmnist.resume import NEW_RUN, resume_command
-    from fmnist.runs import default_run_name, reopen_run, reserve_run
+    from fmnist.runs import default_run_name, lock_run, reopen_run, reserve_run
 
     so_far = so_far or NEW_RUN
 
@@ -98,10 +100,12 @@ def run_training(config, data, so_far=None, extra_callbacks=()):
 
     # ## Claim the run's output files (before training, so an unwritable --out fails now, not after 20 epochs).
     # With --strategy multiworker only the chief writes into --out; a bad TF_CONFIG fails here.
+    # The run is locked (fmnist.runs) from here until the process exits: a second process cannot use it.
     role = read_role(config.strategy)
-    if config.resume:
+    if paths is None and config.resume:
         paths = reopen_run(config.out, config.run_name)
-    else:
+        lock_run(paths)  # already held since read_resume_point
+    elif paths is None:
         paths = reserve_run(worker_out(role, config.out), config.run_name, default_run_name(config))
     print(f"Run: {paths.name}")
 

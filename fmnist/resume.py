@@ -10,7 +10,7 @@ import shlex
 
 from fmnist import UserError
 from fmnist.history import read_history
-from fmnist.runs import reopen_run
+from fmnist.runs import lock_run, reopen_run
 
 RESUMABLE = ("running", "interrupted")  # "running" in a record means the process died without a word
 
@@ -31,22 +31,36 @@ NEW_RUN = RunSoFar({}, 0.0)
 def read_resume_point(config):
     """The settings (from the record, with --out and --data-dir as given now) and the history of run --resume."""
     paths = reopen_run(config.out, config.resume)
+    _read_record(paths, config.resume)  # a completed run is refused before its lock file is touched
+    lock_run(paths)  # from here until the process exits, no other process can use the run
+    record = _read_record(paths, config.resume)  # again: the run may have ended while this process started
+    settings = dict(record["hyperparameters"])
     try:
-        record = json.loads(paths.record.read_text())
-        settings = record["hyperparameters"]
         if isinstance(settings.get("tta"), bool):  # a record from when --tta was on or off: on meant the mirror
             settings["tta"] = "flip" if settings["tta"] else "none"
         config = dataclasses.replace(config, run_name=config.resume, **settings)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (ValueError, TypeError) as e:
         raise UserError(f"{paths.record}: not a run record this version can resume ({type(e).__name__}: {e})") from None
     if config.strategy == "multiworker":  # the other workers cannot be relied on to see the chief's files
         raise UserError(f"run {config.resume!r} trained with --strategy multiworker, which --resume does not "
                         "support; start a new run")
-    status = record.get("status")
-    if status not in RESUMABLE:
-        raise UserError(f"run {config.resume!r} is {status}; only an interrupted run can be resumed")
     history = read_history(paths.record) if record.get("history") else {}
     return config, RunSoFar(history, float(record.get("train_seconds", 0.0)))
+
+
+def _read_record(paths, name):
+    """The run record as a dict, if it is one of a run that can be resumed."""
+    try:
+        record = json.loads(paths.record.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise UserError(f"{paths.record}: not a run record this version can resume "
+                        f"({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("hyperparameters"), dict):
+        raise UserError(f"{paths.record}: not a run record this version can resume (no hyperparameters)")
+    status = record.get("status")
+    if status not in RESUMABLE:
+        raise UserError(f"run {name!r} is {status}; only an interrupted run can be resumed")
+    return record
 
 
 def backup_file(paths, epochs):

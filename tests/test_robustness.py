@@ -10,7 +10,7 @@ import signal
 import time
 
 import pytest
-from conftest import assert_clean_error, run_script, start_script
+from conftest import ROOT, assert_clean_error, run_script, start_script
 
 from fmnist.history import read_history
 
@@ -214,3 +214,81 @@ def test_resume_of_a_record_that_is_not_a_run_record(tmp_path):
 def test_resume_refuses_settings_that_differ_from_the_record(flags):
     proc = run_script("fashion_mnist.py", "--resume", "some-run", *flags)
     assert_clean_error(proc, 2, "--resume continues a run with the settings in its record", flags[0].split("=")[0])
+
+
+def _snapshot(folder):
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_run_in_use_is_refused_to_a_second_process_and_freed_when_its_process_dies(tmp_path):
+    """The run stopped with Ctrl-Z (SIGSTOP), mid-training: --resume names its process and touches nothing. Once it
+    is killed the lock is gone, and --resume removes the run's own temporary files but not those of run
+    `busy.keras`, whose names start the same way."""
+    import os
+
+    out = tmp_path / "out"
+    log = tmp_path / "busy.log"
+    proc = start_script("fashion_mnist.py", "--limit", 1000, "--val-fraction", 0.02, "--epochs", 3, "--out", out,
+                        "--run-name", "busy", log=log)
+    try:
+        wait_for_epochs(proc, out / "history" / "busy.json", 1, log)
+        os.kill(proc.pid, signal.SIGSTOP)
+        own_in_flight = out / "models" / ".busy.keras.x1y2z3ab.tmp.keras"
+        others_in_flight = out / "models" / ".busy.keras.keras.q9w8e7rt.tmp.keras"  # run `busy.keras`'s model
+        own_in_flight.write_bytes(b"half a model")
+        others_in_flight.write_bytes(b"half a model")
+        before = _snapshot(out)
+        second = run_script("fashion_mnist.py", "--resume", "busy", "--out", out)
+        assert_clean_error(second, 1, f"run busy is being trained by process {proc.pid}")
+        assert _snapshot(out) == before
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    resumed = run_script("fashion_mnist.py", "--resume", "busy", "--out", out)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((out / "history" / "busy.json").read_text())["status"] == "completed"
+    assert not own_in_flight.exists() and others_in_flight.exists()
+
+
+def test_temporary_files_of_a_file_are_its_own_only(tmp_path):
+    from fmnist.atomic_files import temporary_files
+
+    model = tmp_path / "a.keras"
+    own = [tmp_path / ".a.keras.k3j_x9a1.tmp.keras"]
+    others = [tmp_path / ".a.keras.keras.k3j_x9a1.tmp.keras", tmp_path / ".a.keras.k3j.tmp.keras.tmp.keras",
+              tmp_path / ".ab.keras.k3j_x9a1.tmp.keras", tmp_path / "a.keras.k3j_x9a1.tmp.keras"]
+    for path in own + others:
+        path.write_bytes(b"")
+    assert temporary_files(model) == own
+
+
+def test_claimed_names_are_never_handed_out_twice(tmp_path):
+    """Evaluations and sweeps claim their output stem by creating a file exclusively, so that two processes
+    started at once take different names; a run name is claimed by its folder."""
+    from fmnist.runs import claim_stem, reserve_run
+
+    suffixes = ["-evaluation.json", "-confusion.png"]
+    assert [claim_stem(tmp_path, "m", suffixes, "-evaluation.json") for _ in range(3)] == ["m", "m-2", "m-3"]
+    (tmp_path / "m-4-confusion.png").write_bytes(b"")  # a user's file: its name is skipped, not replaced
+    assert claim_stem(tmp_path, "m", suffixes, "-evaluation.json") == "m-5"
+    first = reserve_run(tmp_path / "out", None, "cnn-20260101-000000")
+    second = reserve_run(tmp_path / "out", None, "cnn-20260101-000000")
+    assert (first.name, second.name) == ("cnn-20260101-000000", "cnn-20260101-000000-2")
+
+
+@pytest.mark.slow
+def test_a_run_reserved_by_one_process_is_refused_to_another(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from fmnist.runs import reserve_run
+
+    paths = reserve_run(tmp_path, "mine", None)
+    script = ("import sys\nfrom pathlib import Path\nfrom fmnist.runs import RunPaths, lock_run\n"
+              "lock_run(RunPaths('mine', *[Path(p) for p in sys.argv[1:]]))")
+    other = subprocess.run([sys.executable, "-c", script, paths.model, paths.history, paths.record, paths.tensorboard],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert f"run mine is being trained by process {os.getpid()}" in other.stderr
+    assert (paths.tensorboard / ".lock").read_text() == f"{os.getpid()}\n"
