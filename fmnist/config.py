@@ -8,6 +8,7 @@ import argparse
 import itertools
 import math
 import re
+import threading
 from dataclasses import asdict, dataclass
 
 from fmnist.architectures import MODELS
@@ -23,6 +24,8 @@ KEEPS = ("best", "last")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 SWEEPABLE = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "weight_decay",
              "augment", "val_fraction", "patience", "keep", "seed", "limit", "precision", "resnet_width")
+MAX_SEED = 2**32  # Keras and NumPy's legacy seeding take 32-bit seeds
+MAX_TIMEOUT = threading.TIMEOUT_MAX  # the longest wait the OS timer (and faulthandler's watchdog) can take
 # Where the files are may differ when a run is resumed; every other setting comes from the run's record.
 RESUME_MAY_CHANGE = ("data_dir", "out")
 
@@ -131,7 +134,7 @@ def build_parser(defaults, description):
                 "loss, or the last one", choices=KEEPS)
     recipe_flag(model, "--val-fraction", "share of the 60,000 training images held out for validation",
                 type=_number(float, 0, 1, min_inclusive=False))
-    model.add_argument("--seed", type=_number(int, 0), default=defaults["seed"],
+    model.add_argument("--seed", type=_number(int, 0, MAX_SEED), default=defaults["seed"],
                        help="seeds the split, the shuffling and the weights")
     model.add_argument("--limit", type=_number(int, 10), default=defaults["limit"], metavar="N",
                        help="train on a stratified subset of N images (quick trials); all when unset")
@@ -149,7 +152,7 @@ def build_parser(defaults, description):
                               "over the machines in $TF_CONFIG; auto: mirrored when there are 2+ GPUs, else one")
     devices.add_argument("--scale-lr", action="store_true",
                          help="multiply --learning-rate by the number of replicas (--batch-size is per replica)")
-    devices.add_argument("--worker-timeout", type=_number(float, 0, min_inclusive=False), default=300.0,
+    devices.add_argument("--worker-timeout", type=_number(float, 0, MAX_TIMEOUT, min_inclusive=False), default=300.0,
                          metavar="SECONDS", help="multiworker: how long to wait for the other workers, to start "
                                                  "and at every exchange, before giving up")
 
