@@ -24,6 +24,7 @@ KEEPS = ("best", "last")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 SWEEPABLE = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "weight_decay",
              "augment", "val_fraction", "patience", "keep", "seed", "limit", "precision", "resnet_width")
+MAX_RESNET_WIDTH = 1024  # 16x the published net: its last stage is already 8,192 channels wide
 MAX_SEED = 2**32  # Keras and NumPy's legacy seeding take 32-bit seeds
 MAX_TIMEOUT = threading.TIMEOUT_MAX  # the longest wait the OS timer (and faulthandler's watchdog) can take
 # Where the files are may differ when a run is resumed; every other setting comes from the run's record.
@@ -66,7 +67,7 @@ class Config:
         return settings
 
 
-def _number(kind, minimum=None, maximum=None, min_inclusive=True):
+def _number(kind, minimum=None, maximum=None, min_inclusive=True, max_inclusive=False):
     """An argparse type that parses `kind` and checks its range, with a message that names the range."""
 
     def parse(text):
@@ -77,10 +78,10 @@ def _number(kind, minimum=None, maximum=None, min_inclusive=True):
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         too_low = minimum is not None and (value < minimum if min_inclusive else value <= minimum)
-        too_high = maximum is not None and value >= maximum
+        too_high = maximum is not None and (value > maximum if max_inclusive else value >= maximum)
         if too_low or too_high:
             low = f"{'>=' if min_inclusive else '>'} {minimum}" if minimum is not None else ""
-            high = f"< {maximum}" if maximum is not None else ""
+            high = f"{'<=' if max_inclusive else '<'} {maximum}" if maximum is not None else ""
             bounds = " and ".join(filter(None, [low, high]))
             raise argparse.ArgumentTypeError(f"{text} is out of range (must be {bounds})")
         return value
@@ -140,7 +141,8 @@ def build_parser(defaults, description):
                        help="train on a stratified subset of N images (quick trials); all when unset")
     model.add_argument("--precision", choices=PRECISIONS, default=defaults["precision"],
                        help="auto: mixed_bfloat16 where the CPU or a GPU supports it, else float32")
-    model.add_argument("--resnet-width", type=_number(int, 1), default=defaults["resnet_width"],
+    model.add_argument("--resnet-width", type=_number(int, 1, MAX_RESNET_WIDTH, max_inclusive=True),
+                       default=defaults["resnet_width"],
                        help="first-stage channels of resnet18 (64 is the published net)")
     model.add_argument("--deterministic", action="store_true",
                        help="bit-identical results for the same --seed on the same machine "
@@ -212,7 +214,7 @@ def parse_config(argv, defaults, description=None):
 
 def _sweep_grid(parser, specs):
     """Parse each NAME=V1,V2 with the same type and range checks as --NAME; a bad one exits 2 like a bad flag."""
-    actions = {action.dest: action for action in parser._actions if action.dest in SWEEPABLE}  # noqa: SLF001
+    actions = {dest: action for dest, action in setting_actions_of(parser).items() if dest in SWEEPABLE}
     axes = {}
     for spec in specs:
         key, equals, values = spec.partition("=")
@@ -231,9 +233,43 @@ def _sweep_grid(parser, specs):
 
 def _sweep_value(parser, action, text):
     try:
-        value = action.type(text) if action.type else text
-    except argparse.ArgumentTypeError as e:
+        return check_setting(action, text)
+    except ValueError as e:
         parser.error(f"argument --sweep: {action.dest}={text}: {e}")
+
+
+OPTIONAL_SETTINGS = ("limit",)  # None is a value of these: no limit
+
+
+def check_setting(action, value, typed=False):
+    """`value` for the setting of `action` (one of build_parser's), checked as its flag checks what is typed.
+
+    Text (from --sweep) is parsed by the flag's type. With `typed`, the value was read from a JSON run record
+    and must already be of the flag's type (a number is not text, a switch is true or false); it then meets the
+    same range and choices. Raises ValueError saying what is wrong.
+    """
+    if isinstance(action, argparse._StoreConstAction):  # noqa: SLF001 - store_true / store_false: a switch
+        if type(value) is not bool:
+            raise ValueError(f"{value!r:.60} is not true or false")
+        return value
+    if value is None and action.dest in OPTIONAL_SETTINGS:
+        return None
+    kind = getattr(action.type, "__name__", "str") if action.type else "str"
+    if typed:
+        expected = {"int": (int,), "float": (int, float)}.get(kind, (str,))
+        if type(value) not in expected:
+            raise ValueError(f"{value!r:.60} is not {'an' if kind == 'int' else 'a'} {kind}")
+        value = value if kind == "str" else repr(value)
+    if action.type:
+        try:
+            value = action.type(value)
+        except argparse.ArgumentTypeError as e:
+            raise ValueError(str(e)) from None
     if action.choices is not None and value not in action.choices:
-        parser.error(f"argument --sweep: {action.dest}={text!r} is not one of {', '.join(map(str, action.choices))}")
+        raise ValueError(f"{value!r:.60} is not one of {', '.join(map(str, action.choices))}")
     return value
+
+
+def setting_actions_of(parser):
+    """{setting: its argparse action}, for check_setting."""
+    return {action.dest: action for action in parser._actions}  # noqa: SLF001

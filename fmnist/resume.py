@@ -6,10 +6,11 @@ No TensorFlow here, so that a bad --resume is refused at once.
 
 import dataclasses
 import json
+import math
 import shlex
 
 from fmnist import UserError
-from fmnist.history import read_history
+from fmnist.history import MAX_FILE_BYTES, read_history
 from fmnist.runs import lock_run, reopen_run
 
 RESUMABLE = ("running", "interrupted")  # "running" in a record means the process died without a word
@@ -29,29 +30,64 @@ NEW_RUN = RunSoFar({}, 0.0)
 
 
 def read_resume_point(config):
-    """The settings (from the record, with --out and --data-dir as given now) and the history of run --resume."""
+    """The settings (from the record, with --out and --data-dir as given now) and the history of run --resume.
+
+    The record is a file like any other: each setting in it is checked as its flag would be, and anything
+    else is refused in one line naming the field, before any training.
+    """
     paths = reopen_run(config.out, config.resume)
-    _read_record(paths, config.resume)  # a completed run is refused before its lock file is touched
+    _checked_record(paths, config)  # a record that cannot be resumed is refused before the lock file is touched
     lock_run(paths)  # from here until the process exits, no other process can use the run
-    record = _read_record(paths, config.resume)  # again: the run may have ended while this process started
-    settings = dict(record["hyperparameters"])
-    try:
-        if isinstance(settings.get("tta"), bool):  # a record from when --tta was on or off: on meant the mirror
-            settings["tta"] = "flip" if settings["tta"] else "none"
-        config = dataclasses.replace(config, run_name=config.resume, **settings)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"{paths.record}: not a run record this version can resume ({type(e).__name__}: {e})") from None
-    if config.strategy == "multiworker":  # the other workers cannot be relied on to see the chief's files
+    record, settings = _checked_record(paths, config)  # again: the run may have moved on while this one started
+    history = read_history(paths.record) if record.get("history") else {}
+    return (dataclasses.replace(config, run_name=config.resume, **settings),
+            RunSoFar(history, float(record.get("train_seconds", 0.0))))
+
+
+def _checked_record(paths, config):
+    """The run record and the settings in it, if it is the record of a run this version can resume."""
+    record = _read_record(paths, config.resume)
+    settings = _recorded_settings(record["hyperparameters"], config, paths.record)
+    if settings["strategy"] == "multiworker":  # the other workers cannot be relied on to see the chief's files
         raise UserError(f"run {config.resume!r} trained with --strategy multiworker, which --resume does not "
                         "support; start a new run")
-    history = read_history(paths.record) if record.get("history") else {}
-    return config, RunSoFar(history, float(record.get("train_seconds", 0.0)))
+    train_seconds = record.get("train_seconds", 0.0)
+    if type(train_seconds) not in (int, float) or not 0 <= train_seconds < math.inf:
+        raise UserError(f"{paths.record}: train_seconds = {train_seconds!r:.60} is not a number of seconds; "
+                        "not a run record this version can resume")
+    return record, settings
+
+
+def _recorded_settings(recorded, config, record_path):
+    """The record's hyperparameters, each through the same check as its flag (fmnist.config.check_setting)."""
+    from fmnist.config import build_parser, check_setting, setting_actions_of
+
+    allowed = config.hyperparameters()  # the settings a run records; where files go is never among them
+    actions = setting_actions_of(build_parser(dataclasses.asdict(config), None))
+    settings = {}
+    for name, recorded_value in recorded.items():
+        if name not in allowed:
+            raise UserError(f"{record_path}: hyperparameters.{name!s:.60} is not a setting a run records; "
+                            "not a run record this version can resume")
+        value = recorded_value
+        if name == "tta" and isinstance(value, bool):  # a record from when --tta was on or off: on meant the mirror
+            value = "flip" if value else "none"
+        try:
+            settings[name] = check_setting(actions[name], value, typed=True)
+        except ValueError as e:
+            raise UserError(f"{record_path}: hyperparameters.{name}: {e}; not a run record this version can "
+                            "resume") from None
+    return {**allowed, **settings}  # a setting an older record lacks keeps its value of today
 
 
 def _read_record(paths, name):
     """The run record as a dict, if it is one of a run that can be resumed."""
     try:
-        record = json.loads(paths.record.read_text())
+        with open(paths.record, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ValueError(f"over {MAX_FILE_BYTES // 2**20} MB")
+        record = json.loads(raw)
     except (OSError, ValueError, RecursionError) as e:
         raise UserError(f"{paths.record}: not a run record this version can resume "
                         f"({type(e).__name__}: {str(e)[:200]})") from None
@@ -59,7 +95,7 @@ def _read_record(paths, name):
         raise UserError(f"{paths.record}: not a run record this version can resume (no hyperparameters)")
     status = record.get("status")
     if status not in RESUMABLE:
-        raise UserError(f"run {name!r} is {status}; only an interrupted run can be resumed")
+        raise UserError(f"run {name!r} is {status!s:.60}; only an interrupted run can be resumed")
     return record
 
 

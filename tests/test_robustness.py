@@ -6,6 +6,7 @@ Every scenario is a real training subprocess on a small --limit run.
 import json
 import math
 import pickle
+import re
 import signal
 import time
 
@@ -292,3 +293,122 @@ def test_a_run_reserved_by_one_process_is_refused_to_another(tmp_path):
                            capture_output=True, text=True, cwd=ROOT)
     assert f"run mine is being trained by process {os.getpid()}" in other.stderr
     assert (paths.tensorboard / ".lock").read_text() == f"{os.getpid()}\n"
+
+
+def _resume_config(out, name="r"):
+    from fashion_mnist import DEFAULTS
+    from fmnist.config import parse_config
+
+    return parse_config(["--resume", name, "--out", str(out)], DEFAULTS)[0]
+
+
+def _write_record(out, hyperparameters=None, name="r", **fields):
+    """A record as an interrupted run leaves it, with the settings of a default run unless given."""
+    record = {"run": name, "status": "interrupted", "epochs_run": 1, "train_seconds": 12.5,
+              "hyperparameters": _resume_config(out, name).hyperparameters() if hyperparameters is None
+              else hyperparameters, "history": {"loss": [1.0], "val_loss": [0.9]}} | fields
+    (out / "history").mkdir(parents=True, exist_ok=True)
+    (out / "history" / f"{name}.json").write_text(json.dumps(record) if not isinstance(record, str) else record)
+    return record
+
+
+BAD_SETTINGS = [
+    ("out", "/somewhere/else", "hyperparameters.out is not a setting a run records"),
+    ("data_dir", "/other/data", "hyperparameters.data_dir is not a setting"),
+    ("resume", "other", "hyperparameters.resume is not a setting"),
+    ("run_name", "other", "hyperparameters.run_name is not a setting"),
+    ("worker_timeout", 5, "hyperparameters.worker_timeout is not a setting"),
+    ("strategy", "Multiworker", "hyperparameters.strategy: 'Multiworker' is not one of"),
+    ("strategy", "ring", "hyperparameters.strategy: 'ring' is not one of"),
+    ("strategy", "multiworker", "which --resume does not support"),
+    ("batch_size", 0, "hyperparameters.batch_size: 0 is out of range"),
+    ("epochs", "3", "hyperparameters.epochs: '3' is not an int"),
+    ("epochs", 2.0, "hyperparameters.epochs: 2.0 is not an int"),
+    ("epochs", True, "hyperparameters.epochs: True is not an int"),
+    ("learning_rate", float("nan"), "hyperparameters.learning_rate: 'nan' is not a finite number"),
+    ("learning_rate", "0.1", "hyperparameters.learning_rate: '0.1' is not a float"),
+    ("resnet_width", 1_000_000, "hyperparameters.resnet_width: 1000000 is out of range"),
+    ("tta", "bogus", "hyperparameters.tta: 'bogus' is not one of"),
+    ("model", "CNN", "hyperparameters.model: 'CNN' is not one of"),
+    ("seed", 2**32, "hyperparameters.seed: 4294967296 is out of range"),
+    ("limit", 5, "hyperparameters.limit: 5 is out of range"),
+    ("deterministic", "yes", "hyperparameters.deterministic: 'yes' is not true or false"),
+    ("verify", 0, "hyperparameters.verify: 0 is not true or false"),
+    ("val_fraction", [0.1], "hyperparameters.val_fraction: [0.1] is not a float"),
+    ("augment", None, "hyperparameters.augment: None is not"),
+]
+
+
+@pytest.mark.parametrize("field, value, message", BAD_SETTINGS, ids=[f"{f}={v!r}" for f, v, _ in BAD_SETTINGS])
+def test_resume_checks_every_setting_in_the_record_as_its_flag_would(tmp_path, field, value, message):
+    from fmnist import UserError
+    from fmnist.resume import read_resume_point
+
+    config = _resume_config(tmp_path)
+    _write_record(tmp_path, config.hyperparameters() | {field: value})
+    with pytest.raises(UserError, match=re.escape(message)) as refused:
+        read_resume_point(config)
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "tensorboard_logs").exists()  # refused before the lock file is made
+
+
+@pytest.mark.parametrize("record, message", [
+    ("[1, 2]", "no hyperparameters"),
+    ('{"status": "interrupted", "hyperparameters": [["model", "cnn"]]}', "no hyperparameters"),
+    ("[" * 100_000 + "]" * 100_000, "RecursionError"),
+    ('{"status": ["interrupted"], "hyperparameters": {}}', "is ['interrupted']; only an interrupted run"),
+])
+def test_resume_refuses_a_record_of_the_wrong_shape_in_one_line(tmp_path, record, message):
+    from fmnist import UserError
+    from fmnist.resume import read_resume_point
+
+    _write_record(tmp_path, name="r")
+    (tmp_path / "history" / "r.json").write_text(record)
+    with pytest.raises(UserError, match=re.escape(message)) as refused:
+        read_resume_point(_resume_config(tmp_path))
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"history": [1.0, 0.5]}, "not a Keras history"),
+    ({"train_seconds": "12"}, "train_seconds = '12' is not a number of seconds"),
+])
+def test_resume_refuses_a_history_or_time_of_the_wrong_type(tmp_path, fields, message):
+    from fmnist import UserError
+    from fmnist.resume import read_resume_point
+
+    _write_record(tmp_path, **fields)
+    with pytest.raises(UserError, match=re.escape(message)):
+        read_resume_point(_resume_config(tmp_path))
+
+
+def test_resume_takes_a_checked_record_and_maps_the_old_tta_switch(tmp_path):
+    from fmnist.resume import read_resume_point
+
+    config = _resume_config(tmp_path)
+    settings = config.hyperparameters() | {"model": "lenet", "epochs": 7, "learning_rate": 0.002, "limit": None,
+                                           "deterministic": True, "tta": True}
+    _write_record(tmp_path, settings)
+    resumed, so_far = read_resume_point(config)
+    assert (resumed.model, resumed.epochs, resumed.learning_rate, resumed.tta) == ("lenet", 7, 0.002, "flip")
+    assert resumed.out == str(tmp_path) and resumed.run_name == "r" and resumed.deterministic is True
+    assert so_far.history == {"loss": [1.0], "val_loss": [0.9]} and so_far.train_seconds == 12.5
+    _write_record(tmp_path, settings | {"tta": False}, name="r2")
+    assert read_resume_point(_resume_config(tmp_path, "r2"))[0].tta == "none"
+    older = {key: value for key, value in settings.items() if key not in ("keep", "precision")}
+    _write_record(tmp_path, older, name="r3")  # a record from before --keep: today's default fills it in
+    assert read_resume_point(_resume_config(tmp_path, "r3"))[0].keep == config.keep
+
+
+@pytest.mark.slow
+def test_a_bad_record_is_refused_in_one_line_before_tensorflow_loads(tmp_path):
+    import subprocess
+    import sys
+
+    _write_record(tmp_path, _resume_config(tmp_path).hyperparameters() | {"batch_size": 0})
+    code = ("import runpy, sys\nsys.argv = ['fashion_mnist.py', '--resume', 'r', '--out', sys.argv[1]]\n"
+            "try:\n    runpy.run_path('fashion_mnist.py', run_name='__main__')\n"
+            "finally:\n    print('tensorflow loaded:', 'tensorflow' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert_clean_error(proc, 1, "hyperparameters.batch_size: 0 is out of range")
+    assert "tensorflow loaded: False" in proc.stdout
