@@ -82,7 +82,8 @@ def _check_history(data, path):
     history = {}
     for key, values in data.items():
         if not isinstance(key, str) or not isinstance(values, (list, tuple)):
-            raise HistoryError(f"{path}: not a Keras history (entry {key!r:.100} is not a list of numbers)")
+            entry = f"entry {key!r:.100}" if isinstance(key, str) else f"a key of type {type(key).__name__}"
+            raise HistoryError(f"{path}: not a Keras history ({entry} is not a list of numbers)")
         try:
             history[key] = [float("nan") if v is None else _number(v) for v in values]
         except (TypeError, ValueError, OverflowError):

@@ -123,17 +123,24 @@ class _PlainDataUnpickler(pickle._Unpickler):  # noqa: SLF001 - the Python one: 
 
     dispatch[pickle.BUILD[0]] = _counted_opcode(load_build)
 
+    def load_put(self):
+        index = int(self.readline()[:-1])
+        if not 0 <= index < 2**32:  # the binary opcodes' range; huge ones could all collide in the memo's hash table
+            raise _refused(f"a memo index of {str(index)[:60]}")
+        self.memo[index] = self.stack[-1]
+
+    def load_dict(self):
+        self.check_keys(self.stack[::2])
+        super().load_dict()
+
     def load_appends(self):
         self.charge(len(self.stack))  # the items since the MARK
         super().load_appends()
 
     def load_setitems(self):
         self.charge(len(self.stack) // 2)
+        self.check_keys(self.stack[::2])
         super().load_setitems()
-
-    def load_additems(self):
-        self.charge(len(self.stack))
-        super().load_additems()
 
     def load_append(self):
         self.charge(1)
@@ -141,14 +148,27 @@ class _PlainDataUnpickler(pickle._Unpickler):  # noqa: SLF001 - the Python one: 
 
     def load_setitem(self):
         self.charge(1)
+        self.check_keys(self.stack[-2:-1])
         super().load_setitem()
+
+    def load_set(self):
+        raise _refused("a set")
+
+    @staticmethod
+    def check_keys(keys):
+        """A history's keys are metric names. Other keys (ints above all) could be chosen to collide in the
+        dict's hash table and make loading take hours; a string's hash is randomized per process."""
+        for key in keys:
+            if type(key) is not str:
+                raise _refused(f"a dict key of type {type(key).__name__}")
 
     for _opcode in (pickle.GET, pickle.BINGET, pickle.LONG_BINGET):
         dispatch[_opcode[0]] = _charged_memo_get(dispatch[_opcode[0]])
 
     for _opcode, _load in ((pickle.APPENDS, load_appends), (pickle.SETITEMS, load_setitems),
-                           (pickle.ADDITEMS, load_additems), (pickle.APPEND, load_append),
-                           (pickle.SETITEM, load_setitem)):
+                           (pickle.APPEND, load_append), (pickle.SETITEM, load_setitem), (pickle.PUT, load_put),
+                           (pickle.DICT, load_dict), (pickle.EMPTY_SET, load_set), (pickle.ADDITEMS, load_set),
+                           (pickle.FROZENSET, load_set)):
         dispatch[_opcode[0]] = _counted_opcode(_load)
     del _opcode, _load
 
@@ -163,7 +183,6 @@ class _PlainDataUnpickler(pickle._Unpickler):  # noqa: SLF001 - the Python one: 
                   "numpy.core.numeric": "numpy._core.numeric"}.get(module, module)
         constructors = {
             ("builtins", "list"): self._container(list), ("builtins", "tuple"): self._container(tuple),
-            ("builtins", "set"): self._container(set), ("builtins", "frozenset"): self._container(frozenset),
             ("builtins", "dict"): self._container(dict), ("collections", "OrderedDict"): self._container(dict),
             ("builtins", "float"): self._number(float), ("builtins", "int"): self._number(int),
             ("builtins", "complex"): self._number(complex),
@@ -178,12 +197,17 @@ class _PlainDataUnpickler(pickle._Unpickler):  # noqa: SLF001 - the Python one: 
         return constructors[module, name]
 
     def _container(self, kind):
-        """list, tuple, set, dict or OrderedDict (loaded as a dict) of existing items, counted."""
+        """list, tuple, dict or OrderedDict (loaded as a dict) of existing items, counted."""
 
         def make(items=()):
-            if not isinstance(items, (list, tuple, set, frozenset, dict)):
+            if not isinstance(items, (list, tuple, dict)):
                 raise _refused(f"a {kind.__name__} made from a {type(items).__name__}")
             self.charge(len(items))
+            if kind is dict:
+                pairs = list(items.items()) if isinstance(items, dict) else items
+                if not all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in pairs):
+                    raise _refused("a dict made from something other than pairs")
+                self.check_keys([key for key, _ in pairs])
             return kind(items)
 
         return make

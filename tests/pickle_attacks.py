@@ -90,6 +90,30 @@ def repr_of_a_big_list():
     return {"loss": _Reduces(str, ([0.5] * 100_000,))}
 
 
+_HASH_MODULUS = 2**61 - 1  # every multiple of it hashes to 0: a dict or set of them takes quadratic time
+
+
+def _colliding_ints(count):
+    """LONG1 opcodes of `count` different ints with the same hash (built as bytes: a real dict of them would take
+    the pickler quadratic time too)."""
+    return [b"\x8a" + bytes([len(n)]) + n for n in (pickle.encode_long(k * _HASH_MODULUS) for k in range(1, count + 1))]
+
+
+def dict_of_colliding_int_keys(count=100_000):
+    """{int: 0.5, ...} with every key hashing alike: building it takes quadratic time."""
+    half = b"G?\xe0\x00\x00\x00\x00\x00\x00"  # BINFLOAT 0.5
+    return b"\x80\x02}(" + b"".join(key + half for key in _colliding_ints(count)) + b"u."
+
+
+def set_of_colliding_ints(count=100_000):
+    return b"\x80\x04\x8f(" + b"".join(_colliding_ints(count)) + b"\x90."
+
+
+def memo_indices_that_collide(count=100_000):
+    """Protocol 0 writes memo indices as decimal text, so they can be any size: all of these collide."""
+    return b"(l" + b"".join(b"F0.5\np%d\na" % (k * _HASH_MODULUS) for k in range(1, count)) + b"."
+
+
 ATTACKS = {
     "dtype-field-past-end": dtype_with_field_past_its_end,
     "dtype-state-with-fields": numeric_dtype_with_fields_in_its_state,
@@ -103,6 +127,9 @@ ATTACKS = {
     "memoized-huge-list": huge_list_of_one_memoized_float,
     "list-copies": list_copied_many_times,
     "str-of-list": repr_of_a_big_list,
+    "colliding-dict-keys": dict_of_colliding_int_keys,
+    "colliding-set": set_of_colliding_ints,
+    "colliding-memo": memo_indices_that_collide,
 }
 
 
