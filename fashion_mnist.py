@@ -18,19 +18,18 @@ epoch, hparams), then prints the test report.
 The history and the record are rewritten after every epoch, so a stopped run loses at most the epoch under way.
 """
 
-import dataclasses
 import functools
-import math
 import os
 import sys
 
 # -----------------------------------------------------------------------------------------------------------
 # Hyperparameters: edit them here, or override any of them on the command line (for example --epochs 5).
 # `--model fast` and `--model best` bring their own recipes (fmnist/recipes.py); flags still override them.
+# Each is declared once more, with its type, range and help, in fmnist/config.py SETTINGS.
 MODEL = "cnn"  # cnn | mlp | lenet | resnet18 | fast | best
 EPOCHS = 20
 BATCH_SIZE = 64
-LEARN_RATE = 0.001
+LEARNING_RATE = 0.001
 SCHEDULE = "cosine"  # constant | cosine (linear warm-up, then cosine decay to zero)
 WARMUP_EPOCHS = 0
 WEIGHT_DECAY = 0.0  # > 0 trains with AdamW instead of Adam
@@ -44,17 +43,15 @@ LIMIT = None  # train on a stratified subset of this many images; None trains on
 PRECISION = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
 RESNET_WIDTH = 64  # first-stage channels of resnet18 (64 is the published net; 16 suits a laptop)
 # -----------------------------------------------------------------------------------------------------------
-DEFAULTS = dict(model=MODEL, epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARN_RATE, schedule=SCHEDULE,
-                warmup_epochs=WARMUP_EPOCHS, weight_decay=WEIGHT_DECAY, augment=AUGMENT, tta=TTA,
-                val_fraction=VAL_FRACTION, patience=PATIENCE, keep=KEEP, seed=SEED, limit=LIMIT,
-                precision=PRECISION, resnet_width=RESNET_WIDTH)
+HYPERPARAMETERS = {name: value for name, value in globals().items() if name.isupper()}  # the block above
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
 
-from fmnist import UserError  # noqa: E402 - the block above must stay at the very top
-from fmnist.cli import run_guarded  # noqa: E402
-from fmnist.config import parse_config  # noqa: E402
+from fmnist.config import hyperparameter_defaults, parse_config  # noqa: E402 - the block above must stay on top
+from fmnist.errors import run_guarded  # noqa: E402
+from fmnist.resume import NEW_RUN  # noqa: E402
 
+DEFAULTS = hyperparameter_defaults(HYPERPARAMETERS)
 COMMANDS = ("evaluate", "predict", "show-data")
 
 
@@ -69,7 +66,7 @@ def main(argv, extra_callbacks=()):
         description=__doc__.split("\n")[0] + f" Other commands: {', '.join(COMMANDS)} (add --help after one).",
     )
     from fmnist.data import load_fashion_mnist
-    from fmnist.resume import NEW_RUN, read_resume_point
+    from fmnist.resume import read_resume_point
 
     # --resume: the interrupted run's record holds its settings and its history so far
     config, so_far = read_resume_point(config) if config.resume else (config, NEW_RUN)
@@ -82,131 +79,79 @@ def main(argv, extra_callbacks=()):
     return 0
 
 
-def run_training(config, data, so_far=None, extra_callbacks=(), paths=None):
-    """One training run on the loaded data (resumed from `so_far` when given); returns its run record.
+def run_training(config, data, so_far=NEW_RUN, extra_callbacks=(), paths=None):
+    """One training run on the loaded data (resumed from `so_far`); returns its run record, or None on a
+    multiworker worker that leaves the report to the chief.
 
     `paths`: the run's files when its name is already claimed (a sweep claims all its runs' names first)."""
     from fmnist.data import split_train_val
-    from fmnist.distributed import read_role, worker_out
-    from fmnist.resume import NEW_RUN, resume_command
-    from fmnist.runs import default_run_name, lock_run, reopen_run, reserve_run
+    from fmnist.distributed import read_role
+    from fmnist.runs import claim_run
 
-    so_far = so_far or NEW_RUN
-
-    # ## Prepare the data
+    # ## Prepare the data, and claim the run's files (so that an unwritable --out fails now, not after 20 epochs)
     (x_train, y_train), (x_val, y_val) = split_train_val(
         data.x_train, data.y_train, config.val_fraction, config.seed, config.limit)
     print(f"Data: {data.source}; {len(x_train):,} train, {len(x_val):,} validation, {len(data.x_test):,} test")
-
-    # ## Claim the run's output files (before training, so an unwritable --out fails now, not after 20 epochs).
-    # With --strategy multiworker only the chief writes into --out; a bad TF_CONFIG fails here.
-    # The run is locked (fmnist.runs) from here until the process exits: a second process cannot use it.
-    role = read_role(config.strategy)
-    if paths is None and config.resume:
-        paths = reopen_run(config.out, config.run_name)
-        lock_run(paths)  # already held since read_resume_point
-    elif paths is None:
-        paths = reserve_run(worker_out(role, config.out), config.run_name, default_run_name(config))
+    role = read_role(config.strategy)  # --strategy multiworker: a bad TF_CONFIG fails here
+    # The run is locked (fmnist.runs.lock_run) from here until the process exits: no other process can use it.
+    paths = paths or claim_run(config, role.out_folder(config.out))
     print(f"Run: {paths.name}")
 
-    # TensorFlow only now, so that --help and errors in the flags, --resume, the data or --out answer at once.
+    # TensorFlow loads only now, so that --help and errors in the flags, --resume, the data or --out answer at once.
+    from fmnist import training
     from fmnist.architectures import build_model
     from fmnist.checkpoints import RunKeeper, restore_last_epoch
     from fmnist.data import make_dataset
-    from fmnist.distributed import (
-        epoch_callback_on_local_copy,
-        local_copy,
-        shard_by_data,
-        start_distribution,
-        train_distributed,
-        write_weights_digest,
-    )
-    from fmnist.fast_ops import use_byte_mask_dropout
-    from fmnist.history import make_record, write_history, write_record
+    from fmnist.distributed import start_devices
     from fmnist.interrupt import TrainingInterrupted
     from fmnist.report import write_report
+    from fmnist.resume import resume_command
     from fmnist.tensorboard_logging import log_hparams, make_epoch_images_callback
-    from fmnist.training import (
-        choose_precision,
-        compile_model,
-        make_callbacks,
-        make_optimizer,
-        set_precision,
-        set_seed,
-    )
 
-    # ## Choose the devices: first, since MultiWorkerMirroredStrategy must exist before any other TensorFlow op.
-    # --batch-size is per replica; the pipelines yield global batches, which the strategy splits.
-    dist = start_distribution(role, config.worker_timeout)
-    batch_size = dist.global_batch(config.batch_size)
-    learning_rate = config.learning_rate * (dist.replicas if config.scale_lr else 1)
-    print(dist.describe(config.batch_size, learning_rate))
-    train_ds = shard_by_data(make_dataset(x_train, y_train, batch_size, shuffle=True, seed=config.seed,
-                                          augment=config.augment))
-    val_ds = shard_by_data(make_dataset(x_val, y_val, batch_size))
+    # One device, mirrored GPUs or several machines; --batch-size is per replica, the pipelines yield global batches.
+    devices = start_devices(role, config.worker_timeout)
+    print(devices.describe(config))
+    batch_size = devices.global_batch(config.batch_size)
+    train_ds = make_dataset(x_train, y_train, batch_size, shuffle=True, seed=config.seed, augment=config.augment)
+    val_ds = make_dataset(x_val, y_val, batch_size)
 
-    # ## Build the model (resumed: with the weights and optimizer state of its last completed epoch)
-    set_seed(config.seed, config.deterministic)
-    precision = choose_precision(config.precision)
-    set_precision(precision)
-    steps_per_epoch = math.ceil(len(x_train) / batch_size)
-    rebuild = functools.partial(build_model, config.model, config.resnet_width)
-    with dist.strategy.scope():
-        model = compile_model(use_byte_mask_dropout(rebuild()),
-                              make_optimizer(dataclasses.replace(config, learning_rate=learning_rate),
-                                             steps_per_epoch))
+    # ## Build and compile the model (resumed: with the weights and optimizer state of its last completed epoch)
+    model, precision = training.build_and_compile(config, devices, steps_per_epoch=len(train_ds))
     restore_last_epoch(model, paths, so_far)
     model.summary()
     print(f"Precision: {precision}")
 
     # ## Train. After every epoch the history, the run record and a backup for --resume are saved atomically.
-    def save(history, seconds, status, test, figures=None):
-        if history:
-            write_history(paths.history, history)
-        record = make_record(run=paths.name, config=config, precision=precision, data_source=data.source,
-                             history=history, train_seconds=seconds, test=test, files=paths.files(),
-                             figures=figures, status=status) | dist.record(config.batch_size)
-        write_record(paths.record, record)
-        return record
-
-    keeper = RunKeeper(paths, so_far, save)
+    about = {"run": paths.name, "model": config.model, "hyperparameters": config.hyperparameters(),
+             "precision": precision, "data_source": data.source, "files": paths.files(),
+             **devices.record(config.batch_size)}
+    keeper = RunKeeper(paths, so_far, about)
+    rebuild = functools.partial(build_model, config.model, config.resnet_width)
     epoch_images = make_epoch_images_callback(paths.tensorboard / "images", x_val, y_val)
-    if dist.name == "multiworker":  # images are the chief's alone, and predicting under the strategy is not
-        epoch_images = epoch_callback_on_local_copy(epoch_images, rebuild)
-    callbacks = [*make_callbacks(paths, config.patience, config.keep, so_far.history), keeper, epoch_images,
-                 *extra_callbacks]
+    callbacks = [*training.make_callbacks(paths, config.patience, config.keep, so_far.history), keeper,
+                 devices.on_local_model(epoch_images, rebuild), *extra_callbacks]
     try:
-        train_distributed(dist, model, train_ds, val_ds, epochs=config.epochs, callbacks=callbacks,
-                          initial_epoch=so_far.epochs)
+        devices.fit(model, train_ds, val_ds, epochs=config.epochs, callbacks=callbacks, initial_epoch=so_far.epochs)
     except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM: the unfinished epoch is dropped, and redone on resume
         keeper.finish("interrupted")
-        then = ("--resume does not support --strategy multiworker." if dist.name == "multiworker"
-                else f"To continue:\n    {resume_command(config)}")
-        print(f"Interrupted ({stop}) after {len(keeper.history.get('loss', []))} of {config.epochs} epochs; "
-              f"the history so far is in {paths.record}. {then}", file=sys.stderr)
+        print(f"Interrupted ({stop}) after {len(keeper.history.get('loss', []))} of {config.epochs} epochs; the "
+              f"history so far is in {paths.record}. {devices.resume_hint(resume_command(config, paths.name))}",
+              file=sys.stderr)
         raise SystemExit(stop.exit_code) from None  # ends a sweep too: the user asked to stop
-    history, seconds = keeper.history, keeper.seconds
-    epochs_run = len(history["loss"])
-    diverged = any(math.isnan(loss) for loss in history["loss"])  # TerminateOnNaN stopped the run
-    if diverged:
-        keeper.finish("diverged")
-        raise UserError(f"training diverged (the loss became NaN in epoch {epochs_run}); lower "
-                        f"--learning-rate (now {config.learning_rate:g}). The history so far is in {paths.history}")
-
-    write_weights_digest(model)
-    if not dist.role.is_chief:
-        keeper.finish("completed")  # into its temporary folder; the chief reports
-        return None
-    if dist.name == "multiworker":
-        model = local_copy(model, rebuild)
+    keeper.raise_if_diverged(config.learning_rate)
 
     # ## Report on the kept model (with --keep best, EarlyStopping restored its weights) on the test set, once
+    model = devices.model_to_report(model, rebuild)
+    if model is None:  # a multiworker worker: its files are in a temporary folder, and the chief reports
+        keeper.finish("completed")
+        return None
+    epochs_run = len(keeper.history["loss"])
     test, figures = write_report(model, data.x_test, data.y_test, folder=paths.history.parent, stem=paths.name,
                                  tensorboard_dir=paths.tensorboard / "test", step=epochs_run, tta=config.tta)
     record = keeper.finish("completed", test, figures)
     log_hparams(paths.tensorboard, paths.name, {**config.hyperparameters(), "precision": precision},
                 {f"test/{key}": test[key] for key in ("accuracy", "top5_accuracy", "loss")}, epochs_run)
-    print(f"{epochs_run} epochs in {seconds:.0f} s | files: {paths.model}, {paths.history}, {paths.record}, "
+    print(f"{epochs_run} epochs in {keeper.seconds:.0f} s | files: {paths.model}, {paths.history}, {paths.record}, "
           f"{paths.tensorboard}/")
     return record
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fmnist.cli import run_guarded
+from fmnist.errors import run_guarded
 
 
 def main(argv):

@@ -16,6 +16,8 @@ CLASS_NAMES = (
     "Bag",
     "Ankle boot",
 )
+NUM_CLASSES = len(CLASS_NAMES)
+IMAGE_SIDE = 28  # every image is IMAGE_SIDE x IMAGE_SIDE greyscale, 0-255
 
 
 class UserError(Exception):

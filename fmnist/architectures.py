@@ -5,8 +5,9 @@ which keeps the probabilities exact when the rest of the net computes in bfloat1
 Keras is imported inside the builders so that importing this module stays cheap.
 """
 
-INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
+from fmnist import IMAGE_SIDE, NUM_CLASSES
+
+INPUT_SHAPE = (IMAGE_SIDE, IMAGE_SIDE, 1)
 
 
 def _classifier():
@@ -16,7 +17,7 @@ def _classifier():
 
 
 def build_cnn():
-    """Seed 003: two convolutions, dropout, and a wide 400-unit dense layer."""
+    """The baseline: two convolutions, dropout, and a wide 400-unit dense layer."""
     import keras
     from keras import layers
 
@@ -58,7 +59,7 @@ def build_mlp():
 
 
 def build_lenet():
-    """LeNet-5 style (seeds 000/002/004): two conv + pool stages, then three fully connected layers."""
+    """LeNet-5 style: two conv + pool stages, then three fully connected layers."""
     import keras
     from keras import layers
 
@@ -133,10 +134,8 @@ def build_fast():
     """A lean conv net for fast training on a CPU (trained with the `fast` recipe in fmnist/recipes.py).
 
     One convolution per resolution, doubling the channels as the image halves (28x28x32, 14x14x64, 7x7x128),
-    then a dense head, which a CPU computes efficiently. On a CPU an epoch costs about what the FLOPs and the
-    activations at full resolution cost, so the net keeps both small. No batch norm: its passes over the
-    activations doubled the time of an epoch here, for +0.4 % at 6 epochs (measured on a deeper version of
-    this net: 36 s against 18 s at batch 256). Dropout 0.2 or 0.3 made no difference beyond the seed's.
+    then a dense head, which a CPU computes efficiently: on a CPU an epoch costs what the FLOPs and the
+    activations at full resolution cost, so the net keeps both small.
     """
     return _conv_pool_dense("fast", [[32], [64], [128]], dense_units=256, dropout=0.2)
 
@@ -144,8 +143,7 @@ def build_fast():
 def build_best():
     """The `fast` net made wider and deeper for a long run (the `best` recipe in fmnist/recipes.py): 48 channels
     at 28x28, two convolutions of 96 at 14x14 and two of 192 at 7x7, then dense 512, with more dropout for the
-    longer training. About six times the arithmetic of `fast`. Still no batch norm: on this net it made an epoch
-    1.5x as long (18.5 s against 12.3 s for 20,480 images at batch 256), a third fewer epochs in the same hour.
+    longer training. About six times the arithmetic of `fast`.
     """
     return _conv_pool_dense("best", [[48], [96, 96], [192, 192]], dense_units=512, dropout=0.4)
 

@@ -21,7 +21,8 @@ import keras
 
 from fmnist import UserError
 from fmnist.atomic_files import TEMPORARY_MARK, replacing, temporary_files
-from fmnist.resume import RESUMABLE, backup_file
+from fmnist.history import make_record, write_history, write_record
+from fmnist.resume import RESUMABLE
 
 
 def save_atomically(model, path, weights_only=False):
@@ -103,7 +104,7 @@ def restore_last_epoch(model, paths, so_far):
     remove_temporary_backups(paths.backup)
     if not so_far.epochs:
         return  # it died in its first epoch: there is nothing to restore, it starts over
-    backup = backup_file(paths, so_far.epochs)
+    backup = paths.backup_file(so_far.epochs)
     if not backup.is_file():
         raise UserError(f"cannot resume {paths.name}: {backup} is missing")
     model.optimizer.build(model.trainable_variables)  # so that load_weights has optimizer variables to fill
@@ -115,17 +116,25 @@ class RunKeeper(keras.callbacks.Callback):
     """Keeps the run's files current after every epoch (see the module docstring), and holds the whole history:
     the earlier epochs of a resumed run followed by this session's.
 
-    `save(history, train_seconds, status, test, figures=None)` writes the history pickle and the run record
-    and returns the record.
+    `about` is the part of the run record that does not change during the run (fmnist.history.make_record).
     """
 
-    def __init__(self, paths, so_far, save):
+    def __init__(self, paths, so_far, about):
         super().__init__()
         self.paths = paths
         self.history = {key: list(values) for key, values in so_far.history.items()}
         self.earlier_seconds = so_far.train_seconds
-        self.save = save
+        self.about = about
         self.started = self.ended = None
+
+    def save(self, status, test=None, figures=None):
+        """Write the history pickle and the run record; return the record."""
+        if self.history:
+            write_history(self.paths.history, self.history)
+        record = make_record(self.about, status=status, history=self.history, train_seconds=self.seconds, test=test,
+                             figures=figures)
+        write_record(self.paths.record, record)
+        return record
 
     @property
     def seconds(self):
@@ -134,15 +143,15 @@ class RunKeeper(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.started = time.perf_counter()
-        self.save(self.history, self.seconds, "running", None)  # a record from the start: even epoch 1 is resumable
+        self.save("running")  # a record from the start: even epoch 1 is resumable
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         self.paths.backup.mkdir(exist_ok=True)
-        backup = backup_file(self.paths, len(self.history["loss"]))
+        backup = self.paths.backup_file(len(self.history["loss"]))
         save_atomically(self.model, backup, weights_only=True)
-        self.save(self.history, self.seconds, "running", None)
+        self.save("running")
         for older in self.paths.backup.glob("epoch-*.weights.h5"):
             if older != backup:
                 older.unlink()
@@ -150,10 +159,18 @@ class RunKeeper(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self.ended = time.perf_counter()
 
+    def raise_if_diverged(self, learning_rate):
+        """After training: a NaN loss (TerminateOnNaN stopped the run) ends the run as diverged, with a UserError."""
+        losses = self.history.get("loss", [])
+        if any(math.isnan(loss) for loss in losses):
+            self.finish("diverged")
+            raise UserError(f"training diverged (the loss became NaN in epoch {len(losses)}); lower "
+                            f"--learning-rate (now {learning_rate:g}). The history so far is in {self.paths.history}")
+
     def finish(self, status, test=None, figures=None):
         """Write the final history and record, and return the record. The backup goes only now, once the record
         no longer says "running"."""
-        record = self.save(self.history, self.seconds, status, test, figures)
+        record = self.save(status, test, figures)
         if status not in RESUMABLE:
             shutil.rmtree(self.paths.backup, ignore_errors=True)
         return record

@@ -1,99 +1,187 @@
-"""The settings of one run: a frozen dataclass built from the entry script's defaults, the model's recipe and
-the command line.
+"""The settings of one run, each declared once in SETTINGS: its flag, type, range, choices, help, and whether
+sweeps vary it and the run record keeps it. The parser, the Config dataclass, the sweep grid and the checks on a
+resumed run's record are all derived from that one list.
 
-Validation happens here, in argparse, so that a bad value exits 2 with a clear message before TensorFlow loads.
+The hyperparameters' defaults live in the block at the top of fashion_mnist.py, where users edit them; adding one
+means a line there and a Setting here. Validation happens here, in argparse, so that a bad value exits 2 with a
+clear message before TensorFlow loads.
 """
 
 import argparse
+import dataclasses
+import functools
 import itertools
 import math
 import re
-import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from fmnist.architectures import MODELS
 from fmnist.recipes import RECIPES, recipe_note
 
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-SCHEDULES = ("constant", "cosine")
-AUGMENTATIONS = ("none", "flip", "flip-shift", "flip-shift-erase")
 TTA_CHOICES = ("none", "flip", "flip-shift")  # fmnist.evaluation.TTA_VIEWS, without importing NumPy for --help
 TTA_HELP = ("test-time augmentation: average the prediction over the image and its mirror (flip), and also over each "
             "shifted a pixel left and right (flip-shift)")
-KEEPS = ("best", "last")
-STRATEGIES = ("auto", "one", "mirrored", "multiworker")
-SWEEPABLE = ("model", "epochs", "batch_size", "learning_rate", "schedule", "warmup_epochs", "weight_decay",
-             "augment", "val_fraction", "patience", "keep", "seed", "limit", "precision", "resnet_width")
-MAX_RESNET_WIDTH = 1024  # 16x the published net: its last stage is already 8,192 channels wide
-MAX_SEED = 2**32  # Keras and NumPy's legacy seeding take 32-bit seeds
-MAX_TIMEOUT = threading.TIMEOUT_MAX  # the longest wait the OS timer (and faulthandler's watchdog) can take
-# Where the files are may differ when a run is resumed; every other setting comes from the run's record.
-RESUME_MAY_CHANGE = ("data_dir", "out")
+
+
+class Number:
+    """An argparse type that parses `kind` ("int" or "float") and checks its range, with a message naming it."""
+
+    def __init__(self, kind, minimum=None, maximum=None, min_inclusive=True):
+        self.kind, self.minimum, self.maximum, self.min_inclusive = kind, minimum, maximum, min_inclusive
+        self.__name__ = kind.__name__  # argparse names the type in its messages
+
+    def __call__(self, text):
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {self.kind.__name__}") from None
+        return self.check(value)
+
+    def check(self, value):
+        """`value` if it is a number of the right kind within the range, else ArgumentTypeError."""
+        kinds = (int,) if self.kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise argparse.ArgumentTypeError(f"{value!r} is not a valid {self.kind.__name__}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{value!r} is not a finite number")
+        too_low = self.minimum is not None and (value < self.minimum if self.min_inclusive else value <= self.minimum)
+        too_high = self.maximum is not None and value >= self.maximum
+        if too_low or too_high:
+            low = f"{'>=' if self.min_inclusive else '>'} {self.minimum}" if self.minimum is not None else ""
+            high = f"< {self.maximum}" if self.maximum is not None else ""
+            bounds = " and ".join(filter(None, [low, high]))
+            raise argparse.ArgumentTypeError(f"{value} is out of range (must be {bounds})")
+        return self.kind(value)
+
+
+def run_name(text):
+    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not usable as a file name (use letters, digits, . _ -)")
+    return text
+
+
+TRAINING, DEVICES, FILES = ("model and training", "several GPUs or machines (README: Training on several GPUs or "
+                            "machines)", "data and outputs")
 
 
 @dataclass(frozen=True)
-class Config:
-    model: str
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    schedule: str
-    warmup_epochs: float
-    weight_decay: float
-    augment: str
-    tta: str
-    val_fraction: float
-    patience: int
-    keep: str
-    seed: int
-    limit: int | None
-    precision: str
-    resnet_width: int
-    deterministic: bool
-    strategy: str
-    scale_lr: bool
-    worker_timeout: float
-    data_dir: str | None
-    verify: bool
-    out: str
-    run_name: str | None
-    resume: str | None
+class Setting:
+    """One setting of a run. A hyperparameter takes its default from the top of fashion_mnist.py, can be swept,
+    and is kept in the run record; other settings are kept in the record when `recorded`."""
 
+    name: str
+    help: str
+    type: object = None  # str -> value (raising argparse.ArgumentTypeError); bool makes an on/off flag
+    choices: tuple | None = None
+    hyperparameter: bool = False
+    default: object = None  # for settings that are not hyperparameters
+    recorded: bool = True  # in the record's "hyperparameters", and taken from it by --resume
+    optional: bool = False  # None is a valid value ("unset")
+    group: str = TRAINING
+    metavar: str | None = None
+
+    @property
+    def flag(self):
+        dashed = self.name.replace("_", "-")
+        return f"--no-{dashed}" if self.type is bool and self.default is True else f"--{dashed}"
+
+    def check(self, value):
+        """`value` if it is valid for this setting (the same checks as its flag), else ArgumentTypeError."""
+        if value is None and self.optional:
+            return value
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise argparse.ArgumentTypeError(f"{value!r} is not true or false")
+            return value
+        if self.choices is not None:
+            if not isinstance(value, str) or value not in self.choices:
+                raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(self.choices)}")
+            return value
+        return self.type.check(value) if isinstance(self.type, Number) else self.type(value)
+
+
+SETTINGS = (
+    Setting("model", "architecture to train; fast and best train with their own recipes (below)",
+            choices=tuple(sorted(MODELS)), hyperparameter=True),
+    Setting("epochs", "maximum epochs", Number(int, 1), hyperparameter=True),
+    Setting("batch_size", "images per step", Number(int, 1), hyperparameter=True),
+    Setting("learning_rate", "peak learning rate", Number(float, 0, min_inclusive=False), hyperparameter=True),
+    Setting("schedule", "learning-rate schedule", choices=("constant", "cosine"), hyperparameter=True),
+    Setting("warmup_epochs", "epochs of linear warm-up (cosine schedule)", Number(float, 0), hyperparameter=True),
+    Setting("weight_decay", "AdamW's decoupled weight decay, applied as a shrink of weight decay x learning rate a "
+            "step; 0 trains with Adam", Number(float, 0), hyperparameter=True),
+    Setting("augment", "training-time augmentation: horizontal flips, then also shifts of up to 2 px, then also "
+            "random erasing", choices=("none", "flip", "flip-shift", "flip-shift-erase"), hyperparameter=True),
+    Setting("tta", f"{TTA_HELP}; shifts suit a net trained with --augment that shifts too", choices=TTA_CHOICES,
+            hyperparameter=True),
+    Setting("val_fraction", "share of the 60,000 training images held out for validation",
+            Number(float, 0, 1, min_inclusive=False), hyperparameter=True),
+    Setting("patience", "early stopping: epochs without a lower validation loss", Number(int, 1),
+            hyperparameter=True),
+    Setting("keep", "the model a run keeps, saves and tests: the epoch with the lowest validation loss, or the "
+            "last one", choices=("best", "last"), hyperparameter=True),
+    Setting("seed", "seeds the split, the shuffling and the weights", Number(int, 0, 2**32), hyperparameter=True),
+    Setting("limit", "train on a stratified subset of N images (quick trials); all when unset", Number(int, 10),
+            hyperparameter=True, optional=True, metavar="N"),
+    Setting("precision", "auto: mixed_bfloat16 where the CPU or a GPU supports it, else float32",
+            choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"), hyperparameter=True),
+    Setting("resnet_width", "first-stage channels of resnet18 (64 is the published net)", Number(int, 1, 1025),
+            hyperparameter=True),
+    Setting("deterministic", "bit-identical results for the same --seed on the same machine "
+            "(tf.config.experimental.enable_op_determinism); can make training slower", bool, default=False),
+    Setting("fast_ops", "train with Keras's own Adam and Dropout ops instead of the project's faster ones "
+            "(fmnist/fast_ops.py)", bool, default=True),
+    Setting("strategy", "tf.distribute strategy: one device; mirrored over this machine's GPUs; multiworker over "
+            "the machines in $TF_CONFIG; auto: mirrored when there are 2+ GPUs, else one",
+            choices=("auto", "one", "mirrored", "multiworker"), default="auto", group=DEVICES),
+    Setting("scale_lr", "multiply --learning-rate by the number of replicas (--batch-size is per replica)", bool,
+            default=False, group=DEVICES),
+    # faulthandler's watchdog, which enforces it, takes at most about 11 days.
+    Setting("worker_timeout", "multiworker: how long to wait for the other workers, to start and at every "
+            "exchange, before giving up", Number(float, 0, 10**6, min_inclusive=False), default=300.0,
+            recorded=False, group=DEVICES, metavar="SECONDS"),
+    Setting("data_dir", "folder with the four .gz files (else $FASHION_MNIST_DIR, data/fashion/, the Keras cache, "
+            "/usr/share/datasets/fashion-mnist/, then a download)", str, optional=True, recorded=False,
+            group=FILES, metavar="DIR"),
+    Setting("verify", "skip the checksum check, to train on data you modified on purpose", bool, default=True,
+            group=FILES),
+    Setting("out", "root folder for models/, history/ and tensorboard_logs/", str, default=".", recorded=False,
+            group=FILES, metavar="DIR"),
+    Setting("run_name", "name of this run (default: model, settings and time)", run_name, optional=True,
+            recorded=False, group=FILES),
+    Setting("resume", "continue the interrupted run RUN (in --out) from its last completed epoch, with the "
+            "settings in its record; only --out and --data-dir may be given with it", run_name, optional=True,
+            recorded=False, group=FILES, metavar="RUN"),
+)
+# Where the files are may differ when a run is resumed; every recorded setting comes from the run's record.
+RESUME_MAY_CHANGE = ("data_dir", "out")
+
+
+class ConfigBase:
     def hyperparameters(self):
-        """The settings that shape the result (not where files go), for the run record."""
-        settings = asdict(self)
-        for where in RESUME_MAY_CHANGE + ("run_name", "resume", "worker_timeout"):
-            settings.pop(where)
-        return settings
+        """The recorded settings: those that shape the result (not where files go), for the run record."""
+        return {s.name: getattr(self, s.name) for s in self.SETTINGS if s.recorded}
 
 
-def _number(kind, minimum=None, maximum=None, min_inclusive=True, max_inclusive=False):
-    """An argparse type that parses `kind` and checks its range, with a message that names the range."""
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        too_low = minimum is not None and (value < minimum if min_inclusive else value <= minimum)
-        too_high = maximum is not None and (value > maximum if max_inclusive else value >= maximum)
-        if too_low or too_high:
-            low = f"{'>=' if min_inclusive else '>'} {minimum}" if minimum is not None else ""
-            high = f"{'<=' if max_inclusive else '<'} {maximum}" if maximum is not None else ""
-            bounds = " and ".join(filter(None, [low, high]))
-            raise argparse.ArgumentTypeError(f"{text} is out of range (must be {bounds})")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
+@functools.cache
+def config_class(settings):
+    """The frozen dataclass with one field per setting."""
+    return dataclasses.make_dataclass("Config", [(s.name, object) for s in settings], bases=(ConfigBase,),
+                                      namespace={"SETTINGS": settings}, frozen=True)
 
 
-def _run_name(text):
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not usable as a file name (use letters, digits, . _ -)")
-    return text
+Config = config_class(SETTINGS)
+
+
+def hyperparameter_defaults(namespace, settings=SETTINGS):
+    """{name: value} from the top-of-file block (`namespace`, the script's globals) for every hyperparameter.
+    A block constant without a Setting, or the reverse, is a programming error, caught at start-up."""
+    block = {name.lower(): value for name, value in namespace.items() if name.isupper()}
+    declared = {s.name for s in settings if s.hyperparameter}
+    if set(block) != declared:
+        raise RuntimeError(f"the hyperparameter block and fmnist/config.py SETTINGS disagree: "
+                           f"{sorted(set(block) ^ declared)}")
+    return block
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -105,76 +193,25 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser(defaults, description):
+def build_parser(defaults, description=None, settings=SETTINGS):
+    """The training command's parser: one flag per setting, in groups, plus --sweep."""
     p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter, allow_abbrev=False)
-
-    def recipe_flag(group, flag, help_text, **kwargs):
-        """A setting a model's recipe can change; --help shows the recipes' values beside the default."""
-        key = flag[2:].replace("-", "_")
-        group.add_argument(flag, default=defaults[key], help=f"{help_text} {recipe_note(key, defaults[key])}",
-                           **kwargs)
-
-    model = p.add_argument_group("model and training")
-    model.add_argument("--model", choices=sorted(MODELS), default=defaults["model"],
-                       help="architecture to train; fast and best train with their own recipes (below)")
-    recipe_flag(model, "--epochs", "maximum epochs", type=_number(int, 1))
-    recipe_flag(model, "--batch-size", "images per step", type=_number(int, 1))
-    recipe_flag(model, "--learning-rate", "peak learning rate", type=_number(float, 0, min_inclusive=False))
-    recipe_flag(model, "--schedule", "learning-rate schedule", choices=SCHEDULES)
-    recipe_flag(model, "--warmup-epochs", "epochs of linear warm-up (cosine schedule)", type=_number(float, 0))
-    recipe_flag(model, "--weight-decay", "AdamW's decoupled weight decay, applied as a shrink of weight decay x "
-                "learning rate a step; 0 trains with Adam",
-                type=_number(float, 0))
-    recipe_flag(model, "--augment", "training-time augmentation: horizontal flips, then also shifts of up to 2 px, "
-                "then also random erasing", choices=AUGMENTATIONS)
-    recipe_flag(model, "--tta", f"{TTA_HELP}; shifts suit a net trained with --augment that shifts too",
-                choices=TTA_CHOICES)
-    recipe_flag(model, "--patience", "early stopping: epochs without a lower validation loss",
-                type=_number(int, 1))
-    recipe_flag(model, "--keep", "the model a run keeps, saves and tests: the epoch with the lowest validation "
-                "loss, or the last one", choices=KEEPS)
-    recipe_flag(model, "--val-fraction", "share of the 60,000 training images held out for validation",
-                type=_number(float, 0, 1, min_inclusive=False))
-    model.add_argument("--seed", type=_number(int, 0, MAX_SEED), default=defaults["seed"],
-                       help="seeds the split, the shuffling and the weights")
-    model.add_argument("--limit", type=_number(int, 10), default=defaults["limit"], metavar="N",
-                       help="train on a stratified subset of N images (quick trials); all when unset")
-    model.add_argument("--precision", choices=PRECISIONS, default=defaults["precision"],
-                       help="auto: mixed_bfloat16 where the CPU or a GPU supports it, else float32")
-    model.add_argument("--resnet-width", type=_number(int, 1, MAX_RESNET_WIDTH, max_inclusive=True),
-                       default=defaults["resnet_width"],
-                       help="first-stage channels of resnet18 (64 is the published net)")
-    model.add_argument("--deterministic", action="store_true",
-                       help="bit-identical results for the same --seed on the same machine "
-                            "(tf.config.experimental.enable_op_determinism); can make training slower")
-
-    devices = p.add_argument_group("several GPUs or machines (README: Training on several GPUs or machines)")
-    devices.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                         help="tf.distribute strategy: one device; mirrored over this machine's GPUs; multiworker "
-                              "over the machines in $TF_CONFIG; auto: mirrored when there are 2+ GPUs, else one")
-    devices.add_argument("--scale-lr", action="store_true",
-                         help="multiply --learning-rate by the number of replicas (--batch-size is per replica)")
-    devices.add_argument("--worker-timeout", type=_number(float, 0, MAX_TIMEOUT, min_inclusive=False), default=300.0,
-                         metavar="SECONDS", help="multiworker: how long to wait for the other workers, to start "
-                                                 "and at every exchange, before giving up")
-
-    files = p.add_argument_group("data and outputs")
-    files.add_argument("--data-dir", default=None, metavar="DIR",
-                       help="folder with the four .gz files (else $FASHION_MNIST_DIR, data/fashion/, the Keras "
-                            "cache, /usr/share/datasets/fashion-mnist/, then a download)")
-    files.add_argument("--no-verify", dest="verify", action="store_false",
-                       help="skip the checksum check, to train on data you modified on purpose")
-    files.add_argument("--out", default=".", metavar="DIR",
-                       help="root folder for models/, history/ and tensorboard_logs/")
-    files.add_argument("--run-name", type=_run_name, default=None,
-                       help="name of this run (default: model, settings and time)")
-    files.add_argument("--resume", type=_run_name, default=None, metavar="RUN",
-                       help="continue the interrupted run RUN (in --out) from its last completed epoch, with the "
-                            "settings in its record; only --out and --data-dir may be given with it")
-    sweeps = p.add_argument_group("sweeps")
-    sweeps.add_argument("--sweep", action="append", metavar="NAME=V1,V2,...",
-                        help="train once per value with everything else equal, e.g. batch_size=64,256,512; "
-                             "repeat for a grid. Then compare them in history/<sweep>-compare.png and -results.md")
+    groups = {}
+    for s in settings:
+        group = groups.get(s.group) or groups.setdefault(s.group, p.add_argument_group(s.group))
+        default = defaults[s.name] if s.hyperparameter else s.default
+        if s.type is bool:
+            group.add_argument(s.flag, dest=s.name, action="store_false" if default else "store_true",
+                               help=s.help)
+            continue
+        help_text = f"{s.help} {recipe_note(s.name, default)}" if any(s.name in r for r in RECIPES.values()) \
+            else s.help
+        group.add_argument(s.flag, dest=s.name, type=None if s.choices else s.type, choices=s.choices,
+                           default=default, metavar=s.metavar, help=help_text)
+    p.add_argument_group("sweeps").add_argument(
+        "--sweep", action="append", metavar="NAME=V1,V2,...",
+        help="train once per value with everything else equal, e.g. batch_size=64,256,512; repeat for a grid. "
+             "Then compare them in history/<sweep>-compare.png and -results.md")
     return p
 
 
@@ -190,86 +227,64 @@ def _given_flags(parser, argv):
     return {name for name, value in parsed.items() if value is not not_given and value is not None}
 
 
-def parse_config(argv, defaults, description=None):
+def parse_config(argv, defaults, description=None, settings=SETTINGS):
     """The run's Config, and the --sweep grid: one {hyperparameter: value} dict per run (empty without --sweep).
 
     For each setting, a flag the user typed wins, then the model's recipe, then the top-of-file defaults.
     """
-    parser = build_parser(defaults, description)
+    parser = build_parser(defaults, description, settings)
     args = vars(parser.parse_args(argv))
     given = _given_flags(parser, argv)
     if args["resume"]:
         conflicting = given - {"resume", *RESUME_MAY_CHANGE}
         if conflicting:
-            flags = ", ".join(sorted("--no-verify" if name == "verify" else f"--{name.replace('_', '-')}"
-                                     for name in conflicting))
-            parser.error(f"--resume continues a run with the settings in its record; drop {flags}")
+            by_name = {s.name: s for s in settings}
+            parser.error(f"--resume continues a run with the settings in its record; drop "
+                         f"{', '.join(sorted(by_name[name].flag for name in conflicting))}")
     # The model's recipe replaces the top-of-file defaults, never a flag the user typed.
     args.update({key: value for key, value in RECIPES.get(args["model"], {}).items() if key not in given})
-    grid = _sweep_grid(parser, args.pop("sweep") or [])
+    grid = _sweep_grid(parser, args.pop("sweep") or [], settings)
     if grid and args["strategy"] == "multiworker":
         parser.error("--sweep runs on one machine; drop --strategy multiworker")
-    return Config(**args), grid
+    return config_class(settings)(**args), grid
 
 
-def _sweep_grid(parser, specs):
+def check_settings(config, values):
+    """`config` with `values` ({name: value}, e.g. from a run record) replacing its settings, each checked as its
+    flag would be; a ValueError names the first bad one."""
+    by_name = {s.name: s for s in config.SETTINGS}
+    checked = {}
+    for name, value in values.items():
+        if name not in by_name:
+            raise ValueError(f"{name!r} is not a setting")
+        try:
+            checked[name] = by_name[name].check(value)
+        except argparse.ArgumentTypeError as e:
+            raise ValueError(f"{name}: {e}") from None
+    return dataclasses.replace(config, **checked)
+
+
+def _sweep_grid(parser, specs, settings):
     """Parse each NAME=V1,V2 with the same type and range checks as --NAME; a bad one exits 2 like a bad flag."""
-    actions = {dest: action for dest, action in setting_actions_of(parser).items() if dest in SWEEPABLE}
+    sweepable = {s.name: s for s in settings if s.hyperparameter}
     axes = {}
     for spec in specs:
         key, equals, values = spec.partition("=")
         key = key.strip().replace("-", "_")
         if not equals or not values.strip():
             parser.error(f"argument --sweep: {spec!r} is not NAME=V1,V2,...")
-        if key not in actions:
-            parser.error(f"argument --sweep: {key!r} is not a hyperparameter (choose from {', '.join(SWEEPABLE)})")
+        if key not in sweepable:
+            parser.error(f"argument --sweep: {key!r} is not a hyperparameter (choose from {', '.join(sweepable)})")
         if key in axes:
             parser.error(f"argument --sweep: {key} is swept twice; list all its values in one --sweep")
-        axes[key] = [_sweep_value(parser, actions[key], text.strip()) for text in values.split(",")]
+        axes[key] = [_sweep_value(parser, sweepable[key], text.strip()) for text in values.split(",")]
         if len(set(axes[key])) < len(axes[key]):
             parser.error(f"argument --sweep: {key} lists a value twice")
     return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())] if axes else []
 
 
-def _sweep_value(parser, action, text):
+def _sweep_value(parser, setting, text):
     try:
-        return check_setting(action, text)
-    except ValueError as e:
-        parser.error(f"argument --sweep: {action.dest}={text}: {e}")
-
-
-OPTIONAL_SETTINGS = ("limit",)  # None is a value of these: no limit
-
-
-def check_setting(action, value, typed=False):
-    """`value` for the setting of `action` (one of build_parser's), checked as its flag checks what is typed.
-
-    Text (from --sweep) is parsed by the flag's type. With `typed`, the value was read from a JSON run record
-    and must already be of the flag's type (a number is not text, a switch is true or false); it then meets the
-    same range and choices. Raises ValueError saying what is wrong.
-    """
-    if isinstance(action, argparse._StoreConstAction):  # noqa: SLF001 - store_true / store_false: a switch
-        if type(value) is not bool:
-            raise ValueError(f"{value!r:.60} is not true or false")
-        return value
-    if value is None and action.dest in OPTIONAL_SETTINGS:
-        return None
-    kind = getattr(action.type, "__name__", "str") if action.type else "str"
-    if typed:
-        expected = {"int": (int,), "float": (int, float)}.get(kind, (str,))
-        if type(value) not in expected:
-            raise ValueError(f"{value!r:.60} is not {'an' if kind == 'int' else 'a'} {kind}")
-        value = value if kind == "str" else repr(value)
-    if action.type:
-        try:
-            value = action.type(value)
-        except argparse.ArgumentTypeError as e:
-            raise ValueError(str(e)) from None
-    if action.choices is not None and value not in action.choices:
-        raise ValueError(f"{value!r:.60} is not one of {', '.join(map(str, action.choices))}")
-    return value
-
-
-def setting_actions_of(parser):
-    """{setting: its argparse action}, for check_setting."""
-    return {action.dest: action for action in parser._actions}  # noqa: SLF001
+        return setting.check(text if setting.choices else setting.type(text))
+    except argparse.ArgumentTypeError as e:
+        parser.error(f"argument --sweep: {setting.name}={text}: {e}")

@@ -10,10 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import UserError
-
-IMAGE_SIDE = 28
-NUM_CLASSES = 10
+from fmnist import IMAGE_SIDE, NUM_CLASSES, UserError
 
 # file name -> (IDX magic number, item count, SHA-256 of the decompressed content)
 FILES = {

@@ -1,5 +1,6 @@
 """Training on several devices or machines with tf.distribute: --strategy one | mirrored | multiworker | auto.
 
+The training flow sees one Devices object (start_devices), whatever the strategy.
 `one` and `mirrored` train with plain model.fit inside the strategy's scope. `multiworker`
 (MultiWorkerMirroredStrategy, the cluster read from TF_CONFIG) trains with the custom loop below, because
 model.fit under that strategy fails in Keras 3 ("Attempt to convert a value (PerReplica ...)",
@@ -47,6 +48,23 @@ class Role:
     is_chief: bool
     task: str  # for messages: "worker 1 of 2", or "" when alone
 
+    def out_folder(self, out):
+        """Where this process writes its run files: --out for the chief, a temporary folder for other workers."""
+        if self.is_chief:
+            return out
+        if not _temporary_folders:
+            atexit.register(_remove_temporary_folders)  # on any exit, errors and signals included, but a kill
+        _temporary_folders.append(tempfile.mkdtemp(prefix="fmnist-worker-"))
+        return _temporary_folders[-1]
+
+
+_temporary_folders = []
+
+
+def _remove_temporary_folders():  # not after a kill, or the watchdog's exit in _join_cluster
+    for folder in _temporary_folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 def read_role(strategy):
     """The Role for --strategy; for multiworker, TF_CONFIG must describe the cluster and this task in it."""
@@ -77,45 +95,95 @@ def _read_tf_config(text):
     return cluster, task_type, index
 
 
-_temporary_folders = []
+class Devices:
+    """Where and how a run trains: one device, or mirrored over this machine's GPUs (plain model.fit within the
+    strategy's scope). Multiworker is the subclass below; the training flow calls only these methods."""
 
-
-def worker_out(role, out):
-    """Where this process writes its run files: --out for the chief, a temporary folder for the other workers."""
-    if role.is_chief:
-        return out
-    if not _temporary_folders:
-        atexit.register(_remove_temporary_folders)  # on any exit, errors and signals included, but a kill
-    _temporary_folders.append(tempfile.mkdtemp(prefix="fmnist-worker-"))
-    return _temporary_folders[-1]
-
-
-def _remove_temporary_folders():  # not after a kill, or the watchdog's exit in _join_cluster
-    for folder in _temporary_folders:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class Distribution:
-    role: Role
-    strategy: object  # the tf.distribute.Strategy
-    name: str  # one | mirrored | multiworker
-    replicas: int
+    def __init__(self, role, strategy, name):
+        self.role = role
+        self.strategy = strategy  # the tf.distribute.Strategy
+        self.name = name  # one | mirrored | multiworker
+        self.replicas = strategy.num_replicas_in_sync
 
     def global_batch(self, per_replica):
         return per_replica * self.replicas
 
-    def describe(self, per_replica, learning_rate):
+    def learning_rate(self, config):
+        """--learning-rate, multiplied by the number of replicas with --scale-lr."""
+        return config.learning_rate * (self.replicas if config.scale_lr else 1)
+
+    def describe(self, config):
         where = f", {self.role.task}" if self.role.task else ""
-        return (f"Strategy: {self.name}{where}; {self.replicas} replica(s) x batch {per_replica} = global batch "
-                f"{self.global_batch(per_replica)}; learning rate {learning_rate:g}")
+        return (f"Strategy: {self.name}{where}; {self.replicas} replica(s) x batch {config.batch_size} = global "
+                f"batch {self.global_batch(config.batch_size)}; learning rate {self.learning_rate(config):g}")
 
     def record(self, per_replica):
-        """What the run record says about the distribution."""
+        """What the run record says about the devices."""
         return {"strategy": self.name, "replicas": self.replicas, "global_batch_size": self.global_batch(per_replica)}
 
+    def scope(self):
+        """Build the model and its optimizer within this, so that their variables live on the right devices."""
+        return self.strategy.scope()
 
-def start_distribution(role, timeout):
+    def on_local_model(self, callback, build):
+        """`callback`, made to predict on a model this process alone can run (the model itself, here)."""
+        return callback
+
+    def fit(self, model, train_ds, val_ds, *, epochs, callbacks, initial_epoch=0):
+        from fmnist.training import train
+
+        train(model, train_ds, val_ds, epochs, callbacks, initial_epoch=initial_epoch)
+        write_weights_digest(model)
+
+    def model_to_report(self, model, build):
+        """The trained model to test and report on, or None where another process reports."""
+        return model
+
+    def resume_hint(self, command):
+        return f"To continue:\n    {command}"
+
+
+class MultiWorkerDevices(Devices):
+    """MultiWorkerMirroredStrategy: a custom training loop (model.fit fails under it in Keras 3), predictions on a
+    local copy of the model, and the chief alone reports."""
+
+    def on_local_model(self, callback, build):
+        import keras
+
+        class OnLocalCopy(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                callback.set_model(_local_copy(self.model, build))
+                callback.on_train_begin(logs)
+
+            def on_epoch_end(self, epoch, logs=None):
+                callback.model.set_weights(self.model.get_weights())
+                callback.on_epoch_end(epoch, logs)
+
+            def on_train_end(self, logs=None):
+                callback.on_train_end(logs)
+
+        return OnLocalCopy()
+
+    def fit(self, model, train_ds, val_ds, *, epochs, callbacks, initial_epoch=0):
+        import tensorflow as tf
+
+        try:
+            _custom_loop(self.strategy, model, shard_by_data(train_ds), shard_by_data(val_ds), epochs=epochs,
+                         callbacks=callbacks, initial_epoch=initial_epoch)
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                tf.errors.InternalError) as e:
+            raise UserError(f"{self.role.task}: lost another worker, so every worker stops ({type(e).__name__}: "
+                            f"{_first_line(e)})") from None
+        write_weights_digest(model)
+
+    def model_to_report(self, model, build):
+        return _local_copy(model, build) if self.role.is_chief else None
+
+    def resume_hint(self, command):
+        return "--resume does not support --strategy multiworker."
+
+
+def start_devices(role, timeout):
     """Create the strategy. For multiworker this joins the cluster: it waits up to `timeout` seconds for every
     worker, and sets the same timeout on every collective operation."""
     import tensorflow as tf
@@ -124,14 +192,13 @@ def start_distribution(role, timeout):
     if name == "auto":
         name = "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "one"
     if name == "one":
-        strategy = tf.distribute.get_strategy()  # the default strategy: whatever single device TensorFlow picks
-    elif name == "mirrored":
-        strategy = tf.distribute.MirroredStrategy()
-    else:
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
-        strategy = _join_cluster(lambda: tf.distribute.MultiWorkerMirroredStrategy(communication_options=options),
-                                 role, timeout)
-    return Distribution(role, strategy, name, strategy.num_replicas_in_sync)
+        return Devices(role, tf.distribute.get_strategy(), name)  # whatever single device TensorFlow picks
+    if name == "mirrored":
+        return Devices(role, tf.distribute.MirroredStrategy(), name)
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+    strategy = _join_cluster(lambda: tf.distribute.MultiWorkerMirroredStrategy(communication_options=options),
+                             role, timeout)
+    return MultiWorkerDevices(role, strategy, name)
 
 
 def _join_cluster(create, role, timeout):
@@ -193,6 +260,14 @@ def shard_by_data(dataset):
     return dataset.with_options(options)
 
 
+def _local_copy(model, build):
+    """A copy of `model` outside the strategy, for predictions on the chief alone: under MultiWorkerMirrored,
+    model.predict is a collective operation that would wait for the other workers."""
+    copy = build()
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def weights_digest(model):
     return hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
 
@@ -203,50 +278,6 @@ def write_weights_digest(model):
     if path:
         with open(path, "w") as f:
             f.write(weights_digest(model) + "\n")
-
-
-def local_copy(model, build):
-    """A copy of `model` outside the strategy, for predictions on the chief alone: under MultiWorkerMirrored,
-    model.predict is a collective operation that would wait for the other workers."""
-    copy = build()
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def epoch_callback_on_local_copy(callback, build):
-    """Run a callback that predicts at each epoch end (the TensorBoard images) on a local copy of the model."""
-    import keras
-
-    class OnLocalCopy(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            callback.set_model(local_copy(self.model, build))
-            callback.on_train_begin(logs)
-
-        def on_epoch_end(self, epoch, logs=None):
-            callback.model.set_weights(self.model.get_weights())
-            callback.on_epoch_end(epoch, logs)
-
-        def on_train_end(self, logs=None):
-            callback.on_train_end(logs)
-
-    return OnLocalCopy()
-
-
-def train_distributed(dist, model, train_ds, val_ds, *, epochs, callbacks, initial_epoch=0):
-    """Train like fmnist.training.train; with the custom loop for multiworker (see the module docstring)."""
-    from fmnist.training import train
-
-    if dist.name != "multiworker":
-        return train(model, train_ds, val_ds, epochs, callbacks, initial_epoch=initial_epoch)
-    import tensorflow as tf
-
-    try:
-        return _custom_loop(dist.strategy, model, train_ds, val_ds, epochs=epochs, callbacks=callbacks,
-                            initial_epoch=initial_epoch)
-    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
-            tf.errors.InternalError) as e:
-        raise UserError(f"{dist.role.task}: lost another worker, so every worker stops ({type(e).__name__}: "
-                        f"{_first_line(e)})") from None
 
 
 METRICS = ("loss", "accuracy", "top5_accuracy", "count")  # summed over every replica of every worker

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import CLASS_NAMES, UserError
+from fmnist import CLASS_NAMES, IMAGE_SIDE, NUM_CLASSES, UserError
 
-NUM_CLASSES = len(CLASS_NAMES)
 EPSILON = 1e-7  # Keras's cross-entropy clips probabilities to [EPSILON, 1 - EPSILON]; so does ours
 
 
@@ -27,9 +26,10 @@ def load_model(path):
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: not a loadable .keras model ({message})") from None
     inputs, outputs = model.input_shape, model.output_shape
-    if not isinstance(inputs, tuple) or tuple(inputs[1:]) not in ((28, 28), (28, 28, 1)):
-        raise UserError(f"{path}: the model takes input of shape {inputs}; expected (None, 28, 28, 1) or "
-                        "(None, 28, 28), images in 0-255")
+    side = IMAGE_SIDE
+    if not isinstance(inputs, tuple) or tuple(inputs[1:]) not in ((side, side), (side, side, 1)):
+        raise UserError(f"{path}: the model takes input of shape {inputs}; expected (None, {side}, {side}, 1) or "
+                        f"(None, {side}, {side}), images in 0-255")
     if not isinstance(outputs, tuple) or tuple(outputs[1:]) != (NUM_CLASSES,):
         raise UserError(f"{path}: the model outputs shape {outputs}; expected (None, {NUM_CLASSES}), "
                         "one probability per class")

@@ -2,11 +2,43 @@
 
 Each replaces one method of one object, not a class, so a saved model still names plain Keras classes (Adam,
 AdamW, Dropout) and loads with plain Keras, without this package.
+
+Both lean on private attributes of Keras 3.15 (the optimizer's `_get_variable_index`, `_momentums` and
+`_velocities`; the layer's `seed_generator`). `use_fast_ops` checks them once and falls back to Keras's own ops,
+with a warning, where a Keras release has renamed one; `--no-fast-ops` switches them off by choice.
 """
 
+import functools
+import sys
 import types
 
 DROPOUT_LEVELS = 256  # one random byte per value: the rate is rounded to the nearest 1/256
+
+
+def use_fast_ops(model, optimizer):
+    """`model` and `optimizer` with the fast ops where this Keras has what they rely on, else unchanged."""
+    import keras
+
+    missing = missing_keras_internals()
+    if missing:
+        print(f"warning: Keras {keras.__version__} has no {missing}, which fmnist/fast_ops.py relies on; training "
+              "with Keras's own Adam and Dropout ops (slower)", file=sys.stderr)
+        return model, optimizer
+    return use_byte_mask_dropout(model), use_fused_adam_kernel(optimizer)
+
+
+@functools.cache
+def missing_keras_internals():
+    """"" when the private Keras attributes the fast ops use are all there; else the first missing one."""
+    import keras
+    import numpy as np
+
+    optimizer = keras.optimizers.Adam()
+    optimizer.build([keras.Variable(np.zeros(1, "float32"))])
+    dropout = keras.layers.Dropout(0.5)
+    needed = [(optimizer, "_get_variable_index"), (optimizer, "_momentums"), (optimizer, "_velocities"),
+              (dropout, "seed_generator"), (dropout, "noise_shape")]
+    return next((f"{type(owner).__name__}.{name}" for owner, name in needed if not hasattr(owner, name)), "")
 
 
 def use_fused_adam_kernel(optimizer):

@@ -98,24 +98,19 @@ def _number(value):
     return float(value)
 
 
-def make_record(*, run, config, precision, data_source, history, train_seconds, test, files, figures=None,
-                status="completed"):
-    """The JSON run record: what ran, how long it took, how well it did, and where its files are.
+def make_record(about, *, status, history, train_seconds, test=None, figures=None):
+    """The JSON run record: `about` the run (its name, model, settings, precision, data, files, devices), then
+    how far it got, how long it took and how well it did.
 
     `test` is the evaluation report (metrics, per-class table, most confused pairs, confusion matrix) and
     `figures` maps each report figure to its PNG.
     """
     return {
-        "run": run,
+        **about,
         "status": status,
-        "model": config.model,
-        "hyperparameters": config.hyperparameters(),
-        "precision": precision,
-        "data_source": data_source,
         "epochs_run": len(history.get("loss", [])),
         "train_seconds": round(train_seconds, 2),
         "test": test,
-        "files": files,
         "figures": figures or {},
         "history": plain_history(history),
     }

@@ -10,6 +10,7 @@ import math
 import shlex
 
 from fmnist import UserError
+from fmnist.config import check_settings
 from fmnist.history import MAX_FILE_BYTES, read_history
 from fmnist.runs import lock_run, reopen_run
 
@@ -38,46 +39,41 @@ def read_resume_point(config):
     paths = reopen_run(config.out, config.resume)
     _checked_record(paths, config)  # a record that cannot be resumed is refused before the lock file is touched
     lock_run(paths)  # from here until the process exits, no other process can use the run
-    record, settings = _checked_record(paths, config)  # again: the run may have moved on while this one started
+    record, resumed = _checked_record(paths, config)  # again: the run may have moved on while this one started
     history = read_history(paths.record) if record.get("history") else {}
-    return (dataclasses.replace(config, run_name=config.resume, **settings),
-            RunSoFar(history, float(record.get("train_seconds", 0.0))))
+    return resumed, RunSoFar(history, float(record.get("train_seconds", 0.0)))
 
 
 def _checked_record(paths, config):
-    """The run record and the settings in it, if it is the record of a run this version can resume."""
+    """The run record, and `config` with the settings in it, if it is the record of a run this version can
+    resume."""
     record = _read_record(paths, config.resume)
-    settings = _recorded_settings(record["hyperparameters"], config, paths.record)
-    if settings["strategy"] == "multiworker":  # the other workers cannot be relied on to see the chief's files
+    resumed = _with_recorded_settings(config, record["hyperparameters"], paths.record)
+    if resumed.strategy == "multiworker":  # the other workers cannot be relied on to see the chief's files
         raise UserError(f"run {config.resume!r} trained with --strategy multiworker, which --resume does not "
                         "support; start a new run")
     train_seconds = record.get("train_seconds", 0.0)
     if type(train_seconds) not in (int, float) or not 0 <= train_seconds < math.inf:
         raise UserError(f"{paths.record}: train_seconds = {train_seconds!r:.60} is not a number of seconds; "
                         "not a run record this version can resume")
-    return record, settings
+    return record, resumed
 
 
-def _recorded_settings(recorded, config, record_path):
-    """The record's hyperparameters, each through the same check as its flag (fmnist.config.check_setting)."""
-    from fmnist.config import build_parser, check_setting, setting_actions_of
-
-    allowed = config.hyperparameters()  # the settings a run records; where files go is never among them
-    actions = setting_actions_of(build_parser(dataclasses.asdict(config), None))
-    settings = {}
-    for name, recorded_value in recorded.items():
-        if name not in allowed:
+def _with_recorded_settings(config, recorded, record_path):
+    """`config` with the record's settings, each checked as its flag would be (fmnist.config.check_settings).
+    Only recorded settings are taken: where the files are (--out, --data-dir) is the command line's alone."""
+    recordable = {setting.name for setting in config.SETTINGS if setting.recorded}
+    settings = dict(recorded)
+    for name in settings:
+        if name not in recordable:
             raise UserError(f"{record_path}: hyperparameters.{name!s:.60} is not a setting a run records; "
                             "not a run record this version can resume")
-        value = recorded_value
-        if name == "tta" and isinstance(value, bool):  # a record from when --tta was on or off: on meant the mirror
-            value = "flip" if value else "none"
-        try:
-            settings[name] = check_setting(actions[name], value, typed=True)
-        except ValueError as e:
-            raise UserError(f"{record_path}: hyperparameters.{name}: {e}; not a run record this version can "
-                            "resume") from None
-    return {**allowed, **settings}  # a setting an older record lacks keeps its value of today
+    if isinstance(settings.get("tta"), bool):  # a record from when --tta was on or off: on meant the mirror
+        settings["tta"] = "flip" if settings["tta"] else "none"
+    try:
+        return check_settings(config, {**settings, "run_name": config.resume})  # a setting it lacks keeps today's
+    except ValueError as e:
+        raise UserError(f"{record_path}: hyperparameters.{e}; not a run record this version can resume") from None
 
 
 def _read_record(paths, name):
@@ -99,14 +95,9 @@ def _read_record(paths, name):
     return record
 
 
-def backup_file(paths, epochs):
-    """The backup of the run's weights and optimizer state after `epochs` completed epochs."""
-    return paths.backup / f"epoch-{epochs:04d}.weights.h5"
-
-
-def resume_command(config):
-    """The command line that continues this run."""
-    words = ["python", "fashion_mnist.py", "--resume", config.run_name]
+def resume_command(config, run_name):
+    """The command line that continues the run `run_name` (its name may have been generated, not typed)."""
+    words = ["python", "fashion_mnist.py", "--resume", run_name]
     if config.out != ".":
         words += ["--out", config.out]
     if config.data_dir:

@@ -32,9 +32,23 @@ class RunPaths:
         """models/<run>.backup/: weights and optimizer state of the last completed epoch, for --resume."""
         return self.model.with_name(f"{self.name}.backup")
 
+    def backup_file(self, epochs):
+        """The backup of the run's weights and optimizer state after `epochs` completed epochs."""
+        return self.backup / f"epoch-{epochs:04d}.weights.h5"
+
     def files(self):
         return {"model": str(self.model), "history": str(self.history), "record": str(self.record),
                 "tensorboard": str(self.tensorboard)}
+
+
+def claim_run(config, out):
+    """The run's files under `out`, locked for this process: an interrupted run's with --resume, else a new
+    run's (see reserve_run)."""
+    if config.resume:
+        paths = reopen_run(out, config.resume)
+        lock_run(paths)  # held since read_resume_point
+        return paths
+    return reserve_run(out, config.run_name, default_run_name(config))
 
 
 def default_run_name(config):

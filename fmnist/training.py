@@ -1,10 +1,11 @@
-"""Everything between a built model and a trained one: seeds, precision, optimizer, compile, callbacks,
-fit."""
+"""Everything between the settings and a trained model: seeds, precision, optimizer, compile, callbacks, fit."""
 
+import dataclasses
 import math
 from pathlib import Path
 
-from fmnist.fast_ops import use_fused_adam_kernel
+from fmnist.architectures import build_model
+from fmnist.fast_ops import use_fast_ops
 
 
 def set_seed(seed, deterministic=False):
@@ -45,9 +46,27 @@ def set_precision(policy):
     keras.mixed_precision.set_global_policy(policy)
 
 
+def build_and_compile(config, devices, steps_per_epoch):
+    """The seeded model for `config`, built and compiled within the devices' scope, and its precision policy.
+
+    The learning rate is scaled by the number of replicas with --scale-lr; the fast ops are used unless
+    --no-fast-ops (fmnist/fast_ops.py).
+    """
+    set_seed(config.seed, config.deterministic)
+    precision = choose_precision(config.precision)
+    set_precision(precision)
+    with devices.scope():
+        model = build_model(config.model, config.resnet_width)
+        optimizer = make_optimizer(dataclasses.replace(config, learning_rate=devices.learning_rate(config)),
+                                   steps_per_epoch)
+        if config.fast_ops:
+            model, optimizer = use_fast_ops(model, optimizer)
+        compile_model(model, optimizer)
+    return model, precision
+
+
 def make_optimizer(config, steps_per_epoch):
-    """Adam, or AdamW when weight decay is set, with the fused kernel; a constant rate, or linear warm-up then
-    cosine decay to zero."""
+    """Adam, or AdamW when weight decay is set; a constant rate, or linear warm-up then cosine decay to zero."""
     import keras
 
     rate = config.learning_rate
@@ -60,7 +79,7 @@ def make_optimizer(config, steps_per_epoch):
         optimizer = keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
     else:
         optimizer = keras.optimizers.Adam(rate)
-    return use_fused_adam_kernel(optimizer)
+    return optimizer
 
 
 # Batches per call into TensorFlow. One call per batch spends a fixed Python overhead per step; 8 spread it, which

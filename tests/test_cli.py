@@ -52,6 +52,49 @@ def test_bad_flags_exit_2_with_a_clear_message(args, message):
     assert_clean_error(run_script("fashion_mnist.py", *args), 2, message)
 
 
+def test_a_setting_declared_once_reaches_help_the_record_the_sweep_and_resume():
+    """Adding a hyperparameter takes a line at the top of fashion_mnist.py and one Setting: nothing else."""
+    from fashion_mnist import DEFAULTS
+    from fmnist.config import SETTINGS, Number, Setting, build_parser, check_settings, parse_config
+
+    settings = SETTINGS + (Setting("label_smoothing", "share of probability spread over the other classes",
+                                   Number(float, 0, 1), hyperparameter=True),)
+    defaults = {**DEFAULTS, "label_smoothing": 0.0}
+    assert "--label-smoothing" in build_parser(defaults, settings=settings).format_help()
+    config, grid = parse_config(["--label-smoothing", "0.1", "--sweep", "label_smoothing=0,0.2"], defaults,
+                                settings=settings)
+    assert config.label_smoothing == 0.1
+    assert config.hyperparameters()["label_smoothing"] == 0.1  # what the run record keeps
+    assert grid == [{"label_smoothing": 0.0}, {"label_smoothing": 0.2}]
+    assert check_settings(config, {"label_smoothing": 0.3}).label_smoothing == 0.3  # what --resume reads back
+    with pytest.raises(ValueError, match="label_smoothing"):
+        check_settings(config, {"label_smoothing": 2.0})
+    with pytest.raises(SystemExit):  # argparse's exit 2
+        parse_config(["--label-smoothing", "2"], defaults, settings=settings)
+
+
+def test_the_top_of_file_block_and_the_declared_hyperparameters_must_agree():
+    from fashion_mnist import HYPERPARAMETERS
+    from fmnist.config import hyperparameter_defaults
+
+    assert hyperparameter_defaults(HYPERPARAMETERS)["batch_size"] == 64
+    with pytest.raises(RuntimeError, match="label_smoothing"):
+        hyperparameter_defaults({**HYPERPARAMETERS, "LABEL_SMOOTHING": 0.1})
+    with pytest.raises(RuntimeError, match="epochs"):
+        hyperparameter_defaults({k: v for k, v in HYPERPARAMETERS.items() if k != "EPOCHS"})
+
+
+def test_every_hyperparameter_can_be_swept():
+    """The sweep's list comes from the same declaration as the flags (tta was once a flag but not sweepable)."""
+    from fashion_mnist import DEFAULTS
+    from fmnist.config import parse_config
+
+    for name, value in DEFAULTS.items():
+        text = "100" if value is None else str(value)
+        _, grid = parse_config(["--sweep", f"{name}={text}"], DEFAULTS)
+        assert list(grid[0]) == [name]
+
+
 def test_end_to_end_run_writes_every_output(tiny_run):
     import keras
     import numpy as np

@@ -93,3 +93,31 @@ def test_resnet18_has_the_published_size_and_scales_its_width():
     assert sum(type(layer).__name__ == "Add" for layer in full.layers) == 8  # [2, 2, 2, 2] basic blocks
     small = build_model("resnet18", resnet_width=16)
     assert small.count_params() < full.count_params() / 10
+
+
+def test_fast_ops_check_the_keras_internals_they_use_and_fall_back_without_them(monkeypatch, capsys):
+    import keras
+    from keras.src.optimizers.base_optimizer import BaseOptimizer
+
+    from fmnist import fast_ops
+
+    fast_ops.missing_keras_internals.cache_clear()
+    assert fast_ops.missing_keras_internals() == ""  # this Keras has them all: the fast ops are used
+    model, optimizer = fast_ops.use_fast_ops(build_model("cnn"), keras.optimizers.Adam(1e-3))
+    assert "update_step" in vars(optimizer) and any("call" in vars(layer) for layer in model.layers)
+
+    # A Keras release that renamed one of them: the check names it...
+    monkeypatch.delattr(BaseOptimizer, "_get_variable_index")
+    fast_ops.missing_keras_internals.cache_clear()
+    assert fast_ops.missing_keras_internals() == "Adam._get_variable_index"
+    monkeypatch.undo()
+    fast_ops.missing_keras_internals.cache_clear()
+
+    # ...and training goes on with Keras's own ops, after a one-line warning.
+    monkeypatch.setattr(fast_ops, "missing_keras_internals", lambda: "Adam._velocities")
+    model, optimizer = fast_ops.use_fast_ops(build_model("cnn"), keras.optimizers.Adam(1e-3))
+    assert "Adam._velocities" in capsys.readouterr().err
+    assert "update_step" not in vars(optimizer) and not any("call" in vars(layer) for layer in model.layers)
+    compile_model(model, optimizer)
+    images = np.random.default_rng(0).integers(0, 256, size=(8, 28, 28, 1)).astype("float32")
+    assert np.isfinite(model.train_on_batch(images, np.arange(8) % 10, return_dict=True)["loss"])

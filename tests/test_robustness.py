@@ -5,9 +5,13 @@ Every scenario is a real training subprocess on a small --limit run.
 
 import json
 import math
+import os
 import pickle
 import re
+import shlex
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -32,8 +36,14 @@ def wait_for_epochs(proc, record, epochs, log, timeout=300):
 
 
 def interrupt_after_first_epoch(out, name, signum, tmp_path):
-    log = tmp_path / f"{name}.log"
-    proc = start_script("fashion_mnist.py", *SMALL, "--out", out, "--run-name", name, log=log)
+    """Start a run (with a generated name when `name` is None), signal it once its first epoch is saved."""
+    log = tmp_path / f"{name or 'unnamed'}.log"
+    proc = start_script("fashion_mnist.py", *SMALL, "--out", out, *(["--run-name", name] if name else []), log=log)
+    if name is None:
+        deadline = time.monotonic() + 300
+        while not list((out / "history").glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        name = list((out / "history").glob("*.json"))[0].stem
     wait_for_epochs(proc, out / "history" / f"{name}.json", 1, log)
     proc.send_signal(signum)
     proc.wait(timeout=120)
@@ -94,6 +104,21 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes_to_one_history(tmp_path):
     assert (out / "models" / "ctrlc.keras").is_file()  # the best model so far is kept
     assert_every_file_loads(out)
     assert_resumes_to_completion(out, "ctrlc", record)
+
+
+def test_the_printed_resume_command_of_a_run_with_a_generated_name_completes_it(tmp_path):
+    out = tmp_path / "out"
+    code, log = interrupt_after_first_epoch(out, None, signal.SIGINT, tmp_path)
+    assert code == 130, log[-3000:]
+    (record_path,) = (out / "history").glob("*.json")
+    command = log.split("To continue:\n", 1)[1].splitlines()[0].strip()
+    assert command == f"python fashion_mnist.py --resume {record_path.stem} --out {out}"
+    words = shlex.split(command)
+    proc = subprocess.run([sys.executable, *words[1:]], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))  # as printed, from the project folder
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "completed" and record["epochs_run"] == 2
 
 
 def test_sigterm_stops_cleanly_with_exit_143(tmp_path):

@@ -1,4 +1,4 @@
-"""What the entry scripts share: the exit-code convention for errors."""
+"""The entry scripts' error convention: one line on stderr and an exit code, never a traceback."""
 
 import os
 import sys
