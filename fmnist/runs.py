@@ -124,8 +124,6 @@ def lock_run(paths):
                         f"or stop it first") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    if not _held_locks:
-        atexit.register(_release_all)
     _held_locks[lock] = (fd, paths)
 
 
@@ -141,6 +139,9 @@ def _release_all():
                 pass
         os.close(fd)
     _held_locks.clear()
+
+
+atexit.register(_release_all)
 
 
 def free_stem(folder, stem, suffixes):

@@ -347,11 +347,11 @@ BAD_SETTINGS = [
     ("strategy", "ring", "hyperparameters.strategy: 'ring' is not one of"),
     ("strategy", "multiworker", "which --resume does not support"),
     ("batch_size", 0, "hyperparameters.batch_size: 0 is out of range"),
-    ("epochs", "3", "hyperparameters.epochs: '3' is not an int"),
-    ("epochs", 2.0, "hyperparameters.epochs: 2.0 is not an int"),
-    ("epochs", True, "hyperparameters.epochs: True is not an int"),
-    ("learning_rate", float("nan"), "hyperparameters.learning_rate: 'nan' is not a finite number"),
-    ("learning_rate", "0.1", "hyperparameters.learning_rate: '0.1' is not a float"),
+    ("epochs", "3", "hyperparameters.epochs: '3' is not a valid int"),
+    ("epochs", 2.0, "hyperparameters.epochs: 2.0 is not a valid int"),
+    ("epochs", True, "hyperparameters.epochs: True is not a valid int"),
+    ("learning_rate", float("nan"), "hyperparameters.learning_rate: nan is not a finite number"),
+    ("learning_rate", "0.1", "hyperparameters.learning_rate: '0.1' is not a valid float"),
     ("resnet_width", 1_000_000, "hyperparameters.resnet_width: 1000000 is out of range"),
     ("tta", "bogus", "hyperparameters.tta: 'bogus' is not one of"),
     ("model", "CNN", "hyperparameters.model: 'CNN' is not one of"),
@@ -359,8 +359,9 @@ BAD_SETTINGS = [
     ("limit", 5, "hyperparameters.limit: 5 is out of range"),
     ("deterministic", "yes", "hyperparameters.deterministic: 'yes' is not true or false"),
     ("verify", 0, "hyperparameters.verify: 0 is not true or false"),
-    ("val_fraction", [0.1], "hyperparameters.val_fraction: [0.1] is not a float"),
-    ("augment", None, "hyperparameters.augment: None is not"),
+    ("val_fraction", [0.1], "hyperparameters.val_fraction: [0.1] is not a valid float"),
+    ("augment", None, "hyperparameters.augment: None is not one of"),
+    ("fast_ops", None, "hyperparameters.fast_ops: None is not true or false"),
 ]
 
 
