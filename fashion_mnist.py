@@ -79,9 +79,11 @@ def main(argv, extra_callbacks=()):
     return 0
 
 
-def run_training(config, data, so_far=NEW_RUN, extra_callbacks=()):
+def run_training(config, data, so_far=NEW_RUN, extra_callbacks=(), paths=None):
     """One training run on the loaded data (resumed from `so_far`); returns its run record, or None on a
-    multiworker worker that leaves the report to the chief."""
+    multiworker worker that leaves the report to the chief.
+
+    `paths`: the run's files when its name is already claimed (a sweep claims all its runs' names first)."""
     from fmnist.data import split_train_val
     from fmnist.distributed import read_role
     from fmnist.runs import claim_run
@@ -91,7 +93,8 @@ def run_training(config, data, so_far=NEW_RUN, extra_callbacks=()):
         data.x_train, data.y_train, config.val_fraction, config.seed, config.limit)
     print(f"Data: {data.source}; {len(x_train):,} train, {len(x_val):,} validation, {len(data.x_test):,} test")
     role = read_role(config.strategy)  # --strategy multiworker: a bad TF_CONFIG fails here
-    paths = claim_run(config, role.out_folder(config.out))
+    # The run is locked (fmnist.runs.lock_run) from here until the process exits: no other process can use it.
+    paths = paths or claim_run(config, role.out_folder(config.out))
     print(f"Run: {paths.name}")
 
     # TensorFlow loads only now, so that --help and errors in the flags, --resume, the data or --out answer at once.

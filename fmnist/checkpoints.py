@@ -5,53 +5,46 @@ models/<run>.backup/epoch-N.weights.h5, (2) the history pickle and the run recor
 (3) deletes the older backup. Whenever the process dies, even by SIGKILL, the record's epoch count has a matching
 backup, and --resume continues from that epoch.
 
-Every save goes to a temporary file in the same folder, which os.replace then puts in place: whatever moment the
-process dies at, the path holds the previous complete file or the new one, never a torn one. A kill mid-save can
-leave the hidden temporary file behind (`.NAME.*.tmp*`); --resume removes those of its run.
+Every save goes through fmnist.atomic_files: whatever moment the process dies at, the path holds the previous
+complete file or the new one, never a torn one. A kill mid-save can leave the hidden temporary file behind
+(`.NAME.<random>.tmp<ending>`); --resume removes those of its own files, and no other run's.
 
 This module imports Keras: import it only once the command line has been parsed.
 """
 
 import math
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import keras
 
 from fmnist import UserError
+from fmnist.atomic_files import TEMPORARY_MARK, replacing, temporary_files
 from fmnist.history import make_record, write_history, write_record
 from fmnist.resume import RESUMABLE
 
-TEMPORARY_MARK = ".tmp"
-
 
 def save_atomically(model, path, weights_only=False):
-    """model.save (or save_weights) to `path` through a temporary file and os.replace."""
-    path = Path(path)
-    # Keras chooses the format from the file name, so the temporary name must end like the real one.
-    suffix = ".weights.h5" if weights_only else ".keras"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_MARK + suffix)
-    os.close(fd)
-    try:
+    """model.save (or save_weights) to `path` through fmnist.atomic_files.replacing."""
+    with replacing(path) as tmp:
         if weights_only:
             model.save_weights(tmp)
         else:
             model.save(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())  # on disk before the rename, so a power cut cannot leave an empty file either
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def remove_temporary_files(folder, file_name="*"):
-    """Delete the temporary files that a killed save of `file_name` (any file when "*") left in `folder`."""
-    for leftover in Path(folder).glob(f".{file_name}.*{TEMPORARY_MARK}*"):
+def remove_temporary_files(path):
+    """Delete the temporary files that a killed save of `path` left beside it (only that file's own)."""
+    for leftover in temporary_files(path):
         leftover.unlink(missing_ok=True)
+
+
+def remove_temporary_backups(folder):
+    """Delete the temporary files that killed saves left in a run's own backup folder."""
+    if Path(folder).is_dir():
+        for leftover in Path(folder).glob(f".epoch-*.weights.h5.*{TEMPORARY_MARK}.weights.h5"):
+            leftover.unlink(missing_ok=True)
 
 
 class KeptModelCheckpoint(keras.callbacks.Callback):
@@ -107,8 +100,8 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 def restore_last_epoch(model, paths, so_far):
     """Give a freshly compiled model the weights and optimizer state the run had after its last completed epoch."""
     for path in (paths.model, paths.history, paths.record):
-        remove_temporary_files(path.parent, path.name)
-    remove_temporary_files(paths.backup)
+        remove_temporary_files(path)
+    remove_temporary_backups(paths.backup)
     if not so_far.epochs:
         return  # it died in its first epoch: there is nothing to restore, it starts over
     backup = paths.backup_file(so_far.epochs)

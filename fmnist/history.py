@@ -1,65 +1,19 @@
 """History files: the Keras History.history pickle and the JSON run record. Written atomically, read safely."""
 
-import io
 import json
 import math
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 from fmnist import UserError
+from fmnist.atomic_files import write_atomically
+from fmnist.plain_pickle import MAX_VALUES, UnsafePickleError, load_plain_pickle
 
-# Plain data only: what a Keras History.history dict can hold, in any Keras version.
-_SAFE_GLOBALS = {
-    ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "set"),
-    ("builtins", "str"), ("builtins", "int"), ("builtins", "float"), ("builtins", "bool"),
-    ("builtins", "complex"), ("collections", "OrderedDict"),
-    ("numpy", "dtype"), ("numpy", "ndarray"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # NumPy arrays, protocol 5
-}
+MAX_FILE_BYTES = 64 * 2**20  # a history of a million values fits; bigger is not a history, and is not read
 
 
 class HistoryError(UserError):
     """A history file that cannot be read, or is not a history."""
-
-
-class _PlainDataUnpickler(pickle.Unpickler):
-    """Loading a pickle runs whatever callables it names; this one only admits the plain data types above."""
-
-    def find_class(self, module, name):
-        if (module, name) == ("_codecs", "encode"):
-            return self._latin1_encode
-        if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
-        raise HistoryError(f"refusing to load {self.source}: it contains {module}.{name}, which is not plain data")
-
-    def _latin1_encode(self, text, encoding="latin1"):
-        """Protocols 0-2 store bytes (a NumPy array's data) as _codecs.encode(text, "latin1"). The real
-        _codecs.encode takes any codec, so only this one use is let through."""
-        if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-            raise HistoryError(f"refusing to load {self.source}: it contains _codecs.encode with codec {encoding!r}")
-        return text.encode("latin1")
-
-
-def write_atomically(path, data: bytes):
-    """Write to a temporary file in the same folder, then rename it into place.
-
-    A crash or SIGKILL leaves either the old file or the complete new one, never a torn one.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plain_history(history):
@@ -90,30 +44,32 @@ def read_history(path):
     """The {metric: [one value per epoch]} dict from a history pickle or a JSON run record."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise HistoryError(f"{path}: file not found") from None
     except OSError as e:
         raise HistoryError(f"{path}: cannot read ({e.strerror or e})") from None
     if not raw:
         raise HistoryError(f"{path}: the file is empty")
+    if len(raw) > MAX_FILE_BYTES:
+        raise HistoryError(f"{path}: over {MAX_FILE_BYTES // 2**20} MB, too big for a history")
 
     if raw[:1] in (b"{", b"[") or path.suffix == ".json":
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise HistoryError(f"{path}: not valid JSON ({e})") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise HistoryError(f"{path}: not valid JSON ({str(e)[:200] or type(e).__name__})") from None
         if isinstance(data, dict) and "history" in data:
             data = data["history"]
     else:
-        unpickler = _PlainDataUnpickler(io.BytesIO(raw))
-        unpickler.source = str(path)
         try:
-            data = unpickler.load()
-        except HistoryError:
-            raise
+            data = load_plain_pickle(raw)
+        except UnsafePickleError as e:
+            raise HistoryError(f"refusing to load {path}: {e}") from None
         except Exception as e:  # noqa: BLE001 - a corrupt pickle can raise almost anything
-            raise HistoryError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+            message = str(e).splitlines()[0][:200] if str(e) else ""
+            raise HistoryError(f"{path}: not a readable pickle ({type(e).__name__}: {message})") from None
     return _check_history(data, path)
 
 
@@ -121,15 +77,25 @@ def _check_history(data, path):
     if not isinstance(data, dict) or not data:
         raise HistoryError(f"{path}: not a Keras history (expected a dict of metric name -> list of values, "
                            f"got {type(data).__name__})")
+    if sum(len(values) if isinstance(values, (list, tuple)) else 1 for values in data.values()) > MAX_VALUES:
+        raise HistoryError(f"{path}: more than {MAX_VALUES:,} values, more than a history can hold")
     history = {}
     for key, values in data.items():
-        if not isinstance(key, str) or not hasattr(values, "__len__") or isinstance(values, (str, bytes, dict)):
-            raise HistoryError(f"{path}: not a Keras history (entry {key!r} is not a list of numbers)")
+        if not isinstance(key, str) or not isinstance(values, (list, tuple)):
+            entry = f"entry {key!r:.100}" if isinstance(key, str) else f"a key of type {type(key).__name__}"
+            raise HistoryError(f"{path}: not a Keras history ({entry} is not a list of numbers)")
         try:
-            history[key] = [float("nan") if v is None else float(v) for v in values]
-        except (TypeError, ValueError):
-            raise HistoryError(f"{path}: not a Keras history (entry {key!r} holds non-numbers)") from None
+            history[key] = [float("nan") if v is None else _number(v) for v in values]
+        except (TypeError, ValueError, OverflowError):
+            raise HistoryError(f"{path}: not a Keras history (entry {key!r:.100} holds non-numbers)") from None
     return history
+
+
+def _number(value):
+    """A history value: only numbers (float() would also take strings, and anything with __float__)."""
+    if not isinstance(value, (int, float)):
+        raise TypeError(type(value).__name__)
+    return float(value)
 
 
 def make_record(about, *, status, history, train_seconds, test=None, figures=None):

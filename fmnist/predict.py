@@ -6,6 +6,7 @@ to 28 pixels and the result centred in the 28x28 frame. Photos are brought to th
 
 import json
 import sys
+import warnings
 
 import numpy as np
 
@@ -14,6 +15,10 @@ from fmnist import CLASS_NAMES, UserError
 SIDE = 28
 TOP = 3
 OBJECT_THRESHOLD = 0.05  # brighter than this share of the brightest pixel: the garment, not background noise
+# Decoding costs about 26 bytes a pixel; 40 megapixels (a large phone photo) is about 1 GB at most.
+MAX_PIXELS = 40_000_000
+# Only these decoders: detected by content, an EPS under any name would otherwise run Ghostscript.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 
 
 def _border(image):
@@ -39,6 +44,8 @@ def to_dataset_form(grey):
     # Find the garment on a blurred copy, so that specks of noise or JPEG artefacts do not widen its box.
     blurred = np.asarray(Image.fromarray(grey.astype(np.uint8)).filter(
         ImageFilter.BoxBlur(max(1, round(max(grey.shape) / 100)))), dtype="float32")
+    if blurred.max() == 0:  # the blur rounded away every lit pixel: specks of noise on a blank picture
+        return np.zeros((SIDE, SIDE), np.uint8)
     rows, cols = np.nonzero(blurred > OBJECT_THRESHOLD * blurred.max())
     crop = grey[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     scale = SIDE / max(crop.shape)
@@ -52,21 +59,40 @@ def to_dataset_form(grey):
 
 
 def read_image(path):
-    """The image file as a 2-D greyscale uint8 array; transparency is laid over white, EXIF rotation applied."""
+    """The image file as a 2-D greyscale uint8 array; transparency is laid over white, EXIF rotation applied.
+
+    Only PNG, JPEG, BMP, GIF and WebP are opened, and only up to MAX_PIXELS: the size is read from the header,
+    before anything is decoded.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
-            return np.asarray(image.convert("L"))
+        with warnings.catch_warnings():
+            # Pillow only warns between its own limit and twice it: here that is an error, like above it.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=IMAGE_FORMATS) as opened:
+                width, height = opened.size
+                if width * height > MAX_PIXELS:
+                    raise UserError(f"{path}: {width:,} x {height:,} pixels is over the limit of "
+                                    f"{MAX_PIXELS / 1e6:g} megapixels; make it smaller")
+                if width == 0 or height == 0:
+                    raise UserError(f"{path}: the image has no pixels ({width} x {height})")
+                image = ImageOps.exif_transpose(opened)
+                if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                    image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+                return np.asarray(image.convert("L"))
+    except UserError:
+        raise
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except UnidentifiedImageError:
-        raise UserError(f"{path}: not an image Pillow can read (use PNG or JPEG)") from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read the image ({e})") from None
+        raise UserError(f"{path}: not an image this command reads (use PNG, JPEG, BMP, GIF or WebP)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"{path}: too many pixels to decode safely (over {MAX_PIXELS / 1e6:g} megapixels); "
+                        "make it smaller") from None
+    except Exception as e:  # noqa: BLE001 - a broken file can make a decoder raise almost anything
+        message = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise UserError(f"{path}: cannot read the image ({message})") from None
 
 
 def top_classes(probabilities, count=TOP):

@@ -1,11 +1,22 @@
-"""Run names and the files a run writes under --out."""
+"""Run names and the files a run writes under --out, and the lock that lets one process at a time use a run.
 
+A run's lock is tensorboard_logs/<run>/.lock, the folder whose creation claimed the name: `fcntl.flock` on it,
+held by the training (or resuming) process until it exits, and released by the kernel even after SIGKILL. It
+holds the process's PID, so that a second process can say who has the run.
+"""
+
+import atexit
+import fcntl
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from fmnist import UserError
+from fmnist.atomic_files import FILE_MODE
+
+LOCK_NAME = ".lock"
+_held_locks = {}  # lock file -> (its open descriptor, the run's paths): the runs this process uses
 
 
 @dataclass(frozen=True)
@@ -31,9 +42,12 @@ class RunPaths:
 
 
 def claim_run(config, out):
-    """The run's files under `out`: an interrupted run's with --resume, else a new run's (see reserve_run)."""
+    """The run's files under `out`, locked for this process: an interrupted run's with --resume, else a new
+    run's (see reserve_run)."""
     if config.resume:
-        return reopen_run(out, config.resume)
+        paths = reopen_run(out, config.resume)
+        lock_run(paths)  # held since read_resume_point
+        return paths
     return reserve_run(out, config.run_name, default_run_name(config))
 
 
@@ -69,21 +83,65 @@ def reserve_run(out, requested_name, default_name):
         if not taken:
             try:
                 paths.tensorboard.mkdir()
-                return paths
             except FileExistsError:
                 pass
+            else:
+                lock_run(paths)
+                return paths
         if requested_name:
             raise UserError(f"a run named {name!r} already exists in {out}; choose another --run-name")
     raise UserError(f"could not find a free run name for {default_name!r} in {out}")
 
 
 def reopen_run(out, name):
-    """The files of an earlier run in --out, to resume it."""
+    """The files of an earlier run in --out, to resume it (lock_run them before changing anything)."""
     paths = _paths(Path(out), name)
     if not paths.record.is_file():
         raise UserError(f"no run named {name!r} in {Path(out).resolve()} (no {paths.record}); "
                         "give the --out the run was started with")
     return paths
+
+
+def lock_run(paths):
+    """Make this process the run's only user until it exits; refuse if another process has it.
+
+    Idempotent within a process: a sweep's runs and a resumed run lock once and keep the lock.
+    """
+    lock = paths.tensorboard / LOCK_NAME
+    if lock in _held_locks:
+        return
+    try:
+        paths.tensorboard.mkdir(parents=True, exist_ok=True)  # a run from before locks, whose folder was removed
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError as e:
+        raise UserError(f"cannot lock run {paths.name!r}: {e.strerror or e} ({lock})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise UserError(f"run {paths.name} is being trained by process {holder}; wait for it to end, "
+                        f"or stop it first") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held_locks[lock] = (fd, paths)
+
+
+def _release_all():
+    """At exit: a run that never wrote its record (it failed before training, or a sweep stopped before it)
+    gives its name back, so that a rerun with the same --run-name works. The locks go with the process."""
+    for lock, (fd, paths) in list(_held_locks.items()):
+        if not (paths.record.exists() or paths.model.exists() or paths.history.exists()):
+            lock.unlink(missing_ok=True)
+            try:
+                paths.tensorboard.rmdir()  # only when empty: anything TensorBoard wrote stays
+            except OSError:
+                pass
+        os.close(fd)
+    _held_locks.clear()
+
+
+atexit.register(_release_all)
 
 
 def free_stem(folder, stem, suffixes):
@@ -97,6 +155,25 @@ def free_stem(folder, stem, suffixes):
         candidate = stem if attempt == 1 else f"{stem}-{attempt}"
         if not any((folder / f"{candidate}{suffix}").exists() for suffix in suffixes):
             return candidate
+    raise UserError(f"could not find a free name for {stem!r} in {folder}")
+
+
+def claim_stem(folder, stem, suffixes, claim_suffix):
+    """Like free_stem, but the name is taken atomically: folder/<stem><claim_suffix> is created empty and
+    exclusively, so two processes started at once get different stems. The caller fills it in (with
+    fmnist.atomic_files.write_atomically) or removes it on failure; the other suffixes are then its own."""
+    folder = Path(folder)
+    for attempt in range(1, 1000):
+        candidate = stem if attempt == 1 else f"{stem}-{attempt}"
+        if any((folder / f"{candidate}{suffix}").exists() for suffix in suffixes):
+            continue
+        try:
+            with open(folder / f"{candidate}{claim_suffix}", "x"):
+                return candidate
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise UserError(f"cannot write to {folder}: {e.strerror or e}") from None
     raise UserError(f"could not find a free name for {stem!r} in {folder}")
 
 

@@ -10,9 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from fmnist import UserError
+from fmnist.atomic_files import write_atomically
 from fmnist.figures import figure_png, plot_histories
 from fmnist.history import read_history
-from fmnist.runs import free_stem, write_new
+from fmnist.runs import claim_stem, reserve_run, write_new
 
 OUTPUT_SUFFIXES = ("-compare.png", "-results.md", "-results.csv")
 
@@ -50,22 +51,38 @@ def csv_table(rows):
 
 
 def run_sweep(config, grid, data, train_run):
-    """Train `config` once per entry of `grid` with train_run(config, data) -> run record, then compare.
+    """Train `config` once per entry of `grid` with train_run(config, data, paths=...) -> run record, then compare.
 
-    A run that fails (diverges, or a value that only fails at run time) is reported and the others go on;
-    the exit code is then 1.
+    The sweep's name (history/<sweep>-results.md, created at once) and all its runs' names are claimed before
+    the first run trains, so that a sweep started at the same moment takes other names. A run that fails
+    (diverges, or a value that only fails at run time) is reported and the others go on; the exit code is then 1.
     """
     history_dir = Path(config.out) / "history"
-    history_dir.mkdir(parents=True, exist_ok=True)
-    stem = free_stem(history_dir, config.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", OUTPUT_SUFFIXES)
+    try:
+        history_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write to --out {config.out}: {e.strerror or e}") from None
+    stem = claim_stem(history_dir, config.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", OUTPUT_SUFFIXES,
+                      "-results.md")
+    results_md = history_dir / f"{stem}-results.md"
+    try:
+        runs = [reserve_run(config.out, f"{stem}-{run_label(overrides)}", None) for overrides in grid]
+        return _train_and_compare(config, grid, data, train_run, stem=stem, runs=runs)
+    finally:
+        if results_md.is_file() and results_md.stat().st_size == 0:  # stopped before its table: free the name
+            results_md.unlink()
+
+
+def _train_and_compare(config, grid, data, train_run, *, stem, runs):
     import keras
 
+    history_dir = Path(config.out) / "history"
     records = []
-    for i, overrides in enumerate(grid, 1):
+    for i, (overrides, paths) in enumerate(zip(grid, runs, strict=True), 1):
         print(f"\n=== Sweep {stem}, run {i} of {len(grid)}: {run_label(overrides)}", flush=True)
         keras.backend.clear_session()  # each run starts as in a fresh process: same layer names, no leftovers
         try:
-            records.append(train_run(replace(config, **overrides, run_name=f"{stem}-{run_label(overrides)}"), data))
+            records.append(train_run(replace(config, **overrides, run_name=paths.name), data, paths=paths))
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             records.append(None)
@@ -79,8 +96,8 @@ def run_sweep(config, grid, data, train_run):
         write_new(figure, figure_png(plot_histories(histories, title=title, validation_only=True)))
     rows = results_rows(grid, records)
     table = markdown_table(rows)
-    write_new(history_dir / f"{stem}-results.md", f"# {title}\n\n{table}".encode())
     write_new(history_dir / f"{stem}-results.csv", csv_table(rows).encode())
+    write_atomically(history_dir / f"{stem}-results.md", f"# {title}\n\n{table}".encode())
 
     print(f"\n{title}\n{table}")
     print(f"Wrote {history_dir / f'{stem}-results.md'}, {history_dir / f'{stem}-results.csv'}"

@@ -1,5 +1,8 @@
 import json
+import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 from conftest import ROOT, assert_clean_error, run_script
@@ -36,6 +39,8 @@ def test_help_lists_every_flag_without_importing_tensorflow():
         (["--limit", "abc"], "--limit"),
         (["--limit", "5"], "--limit"),
         (["--seed", "-1"], "--seed"),
+        (["--seed", "4294967296"], "--seed"),
+        (["--worker-timeout", "1e12"], "--worker-timeout"),
         (["--patience", "1.5"], "--patience"),
         (["--learning-rate", "inf"], "--learning-rate"),
         (["--precision", "float8"], "--precision"),
@@ -227,3 +232,49 @@ def test_no_verify_trains_on_data_modified_on_purpose(tmp_path):
     record = json.loads((tmp_path / "history" / "modified.json").read_text())
     assert record["status"] == "completed" and record["hyperparameters"]["verify"] is False
     assert str(data_dir) in record["data_source"]
+
+
+@pytest.mark.slow
+def test_a_flag_that_would_fail_later_is_refused_before_the_name_is_claimed(tmp_path):
+    """A seed of 2**32 once passed the flag check and failed inside Keras, after the run's name was claimed:
+    the name was used up."""
+    proc = run_script("fashion_mnist.py", "--seed", 2**32, "--run-name", "s", "--out", tmp_path)
+    assert_clean_error(proc, 2, "--seed")
+    assert not (tmp_path / "tensorboard_logs" / "s").exists()
+    proc = run_script("fashion_mnist.py", "--seed", 2**32 - 1, "--run-name", "s", "--out", tmp_path,
+                      "--limit", 1000, "--val-fraction", 0.02, "--epochs", 1)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_before_training_gives_its_name_back(tmp_path):
+    script = ("import sys\nfrom fmnist.runs import reserve_run\nreserve_run(sys.argv[1], 'early', None)\n"
+              "raise SystemExit('failed before its first epoch')")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1 and "failed before" in proc.stderr
+    assert not (tmp_path / "tensorboard_logs" / "early").exists()
+    from fmnist.runs import reserve_run
+
+    assert reserve_run(tmp_path, "early", None).name == "early"
+
+
+def test_run_files_honour_the_umask_like_open(tiny_run):
+    """mkstemp creates files 0600: a teammate or a web server could not read a run's model, history or record."""
+    import os
+
+    out, _, _ = tiny_run
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (out / "models" / "tiny.keras", out / "history" / "tiny.pkl", out / "history" / "tiny.json"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_writes_give_the_mode_a_new_file_would_get(tmp_path, umask):
+    script = ("import os, sys\nfrom fmnist.atomic_files import write_atomically\n"
+              "write_atomically(sys.argv[1], b'x')\nopen(sys.argv[2], 'w').close()")
+    subprocess.run([sys.executable, "-c", script, tmp_path / "atomic", tmp_path / "plain"], check=True, cwd=ROOT,
+                   preexec_fn=lambda: os.umask(umask))
+    assert (tmp_path / "atomic").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+    assert (tmp_path / "atomic").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -313,6 +313,68 @@ def test_predict_prints_the_top_3_as_text(confident_test_images, tiny_run, tmp_p
     assert line.startswith(f"{tmp_path / 'one.png'}: {CLASS_NAMES[expected[0]]} ") and line.count("%") == 3
 
 
+def _png_of_black(path, width, height):
+    """A PNG of width x height black pixels, written row by row: a few KB on disk however large it claims to be."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row = zlib.compressobj(9), b"\0" * (width + 1)  # filter byte 0, then one grey byte a pixel
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
+
+
+def test_near_blank_and_blank_pictures_take_the_dataset_form():
+    from fmnist.predict import to_dataset_form
+
+    speck = np.zeros((1000, 1000), np.uint8)
+    speck[500, 500] = 100  # the blur rounds this away: before, rows.min() of nothing raised ValueError
+    assert to_dataset_form(speck).shape == (28, 28)
+    assert not to_dataset_form(np.zeros((300, 200), np.uint8)).any()
+    line = np.zeros((1, 5000), np.uint8)
+    line[0, 10:20] = 200
+    assert to_dataset_form(line).shape == (28, 28)
+
+
+@pytest.mark.slow
+def test_predict_survives_hostile_and_unlucky_files(confident_test_images, tiny_run, tmp_path):
+    """A decompression bomb, an image just over the pixel limit, a PostScript file named .png and a near-blank
+    picture each get one line (or a prediction); every good file is still predicted, and the exit code is 1."""
+    from PIL import Image
+
+    images, expected, _ = confident_test_images
+    good = tmp_path / "good.png"
+    Image.fromarray(images[0]).save(good)
+    bomb = _png_of_black(tmp_path / "bomb.png", 13_500, 13_500)  # over twice Pillow's limit: it raised
+    big = _png_of_black(tmp_path / "big.png", 7_000, 6_000)  # 42 megapixels: under Pillow's limit, over ours
+    eps = tmp_path / "drawing.png"
+    eps.write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n")
+    speck = np.zeros((1000, 1000), np.uint8)
+    speck[500, 500] = 100
+    near_blank = tmp_path / "near-blank.png"
+    Image.fromarray(speck).save(near_blank)
+    good_jpeg = tmp_path / "good.jpg"
+    Image.fromarray(images[1]).save(good_jpeg, quality=95)
+
+    out, _, _ = tiny_run
+    proc = run_script("fashion_mnist.py", "predict", out / "models" / "tiny.keras", bomb, good, big, eps,
+                      near_blank, good_jpeg, "--json")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "DecompressionBomb" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3, proc.stderr[-2000:]
+    results = {r["file"]: r for r in json.loads(proc.stdout)}
+    assert "megapixels" in results[str(bomb)]["error"] and "megapixels" in results[str(big)]["error"]
+    assert "PNG, JPEG, BMP, GIF or WebP" in results[str(eps)]["error"]
+    assert len(results[str(near_blank)]["top"]) == 3
+    assert results[str(good)]["top"][0]["class"] == CLASS_NAMES[expected[0]]
+    assert results[str(good_jpeg)]["top"][0]["class"] == CLASS_NAMES[expected[1]]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Sweeps
 # ---------------------------------------------------------------------------------------------------------------

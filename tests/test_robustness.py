@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pickle
+import re
 import shlex
 import signal
 import subprocess
@@ -239,3 +240,201 @@ def test_resume_of_a_record_that_is_not_a_run_record(tmp_path):
 def test_resume_refuses_settings_that_differ_from_the_record(flags):
     proc = run_script("fashion_mnist.py", "--resume", "some-run", *flags)
     assert_clean_error(proc, 2, "--resume continues a run with the settings in its record", flags[0].split("=")[0])
+
+
+def _snapshot(folder):
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_run_in_use_is_refused_to_a_second_process_and_freed_when_its_process_dies(tmp_path):
+    """The run stopped with Ctrl-Z (SIGSTOP), mid-training: --resume names its process and touches nothing. Once it
+    is killed the lock is gone, and --resume removes the run's own temporary files but not those of run
+    `busy.keras`, whose names start the same way."""
+    import os
+
+    out = tmp_path / "out"
+    log = tmp_path / "busy.log"
+    proc = start_script("fashion_mnist.py", "--limit", 1000, "--val-fraction", 0.02, "--epochs", 3, "--out", out,
+                        "--run-name", "busy", log=log)
+    try:
+        wait_for_epochs(proc, out / "history" / "busy.json", 1, log)
+        os.kill(proc.pid, signal.SIGSTOP)
+        own_in_flight = out / "models" / ".busy.keras.x1y2z3ab.tmp.keras"
+        others_in_flight = out / "models" / ".busy.keras.keras.q9w8e7rt.tmp.keras"  # run `busy.keras`'s model
+        own_in_flight.write_bytes(b"half a model")
+        others_in_flight.write_bytes(b"half a model")
+        before = _snapshot(out)
+        second = run_script("fashion_mnist.py", "--resume", "busy", "--out", out)
+        assert_clean_error(second, 1, f"run busy is being trained by process {proc.pid}")
+        assert _snapshot(out) == before
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    resumed = run_script("fashion_mnist.py", "--resume", "busy", "--out", out)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((out / "history" / "busy.json").read_text())["status"] == "completed"
+    assert not own_in_flight.exists() and others_in_flight.exists()
+
+
+def test_temporary_files_of_a_file_are_its_own_only(tmp_path):
+    from fmnist.atomic_files import temporary_files
+
+    model = tmp_path / "a.keras"
+    own = [tmp_path / ".a.keras.k3j_x9a1.tmp.keras"]
+    others = [tmp_path / ".a.keras.keras.k3j_x9a1.tmp.keras", tmp_path / ".a.keras.k3j.tmp.keras.tmp.keras",
+              tmp_path / ".ab.keras.k3j_x9a1.tmp.keras", tmp_path / "a.keras.k3j_x9a1.tmp.keras"]
+    for path in own + others:
+        path.write_bytes(b"")
+    assert temporary_files(model) == own
+
+
+def test_claimed_names_are_never_handed_out_twice(tmp_path):
+    """Evaluations and sweeps claim their output stem by creating a file exclusively, so that two processes
+    started at once take different names; a run name is claimed by its folder."""
+    from fmnist.runs import claim_stem, reserve_run
+
+    suffixes = ["-evaluation.json", "-confusion.png"]
+    assert [claim_stem(tmp_path, "m", suffixes, "-evaluation.json") for _ in range(3)] == ["m", "m-2", "m-3"]
+    (tmp_path / "m-4-confusion.png").write_bytes(b"")  # a user's file: its name is skipped, not replaced
+    assert claim_stem(tmp_path, "m", suffixes, "-evaluation.json") == "m-5"
+    first = reserve_run(tmp_path / "out", None, "cnn-20260101-000000")
+    second = reserve_run(tmp_path / "out", None, "cnn-20260101-000000")
+    assert (first.name, second.name) == ("cnn-20260101-000000", "cnn-20260101-000000-2")
+
+
+@pytest.mark.slow
+def test_a_run_reserved_by_one_process_is_refused_to_another(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from fmnist.runs import reserve_run
+
+    paths = reserve_run(tmp_path, "mine", None)
+    script = ("import sys\nfrom pathlib import Path\nfrom fmnist.runs import RunPaths, lock_run\n"
+              "lock_run(RunPaths('mine', *[Path(p) for p in sys.argv[1:]]))")
+    other = subprocess.run([sys.executable, "-c", script, paths.model, paths.history, paths.record, paths.tensorboard],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert f"run mine is being trained by process {os.getpid()}" in other.stderr
+    assert (paths.tensorboard / ".lock").read_text() == f"{os.getpid()}\n"
+
+
+def _resume_config(out, name="r"):
+    from fashion_mnist import DEFAULTS
+    from fmnist.config import parse_config
+
+    return parse_config(["--resume", name, "--out", str(out)], DEFAULTS)[0]
+
+
+def _write_record(out, hyperparameters=None, name="r", **fields):
+    """A record as an interrupted run leaves it, with the settings of a default run unless given."""
+    record = {"run": name, "status": "interrupted", "epochs_run": 1, "train_seconds": 12.5,
+              "hyperparameters": _resume_config(out, name).hyperparameters() if hyperparameters is None
+              else hyperparameters, "history": {"loss": [1.0], "val_loss": [0.9]}} | fields
+    (out / "history").mkdir(parents=True, exist_ok=True)
+    (out / "history" / f"{name}.json").write_text(json.dumps(record) if not isinstance(record, str) else record)
+    return record
+
+
+BAD_SETTINGS = [
+    ("out", "/somewhere/else", "hyperparameters.out is not a setting a run records"),
+    ("data_dir", "/other/data", "hyperparameters.data_dir is not a setting"),
+    ("resume", "other", "hyperparameters.resume is not a setting"),
+    ("run_name", "other", "hyperparameters.run_name is not a setting"),
+    ("worker_timeout", 5, "hyperparameters.worker_timeout is not a setting"),
+    ("strategy", "Multiworker", "hyperparameters.strategy: 'Multiworker' is not one of"),
+    ("strategy", "ring", "hyperparameters.strategy: 'ring' is not one of"),
+    ("strategy", "multiworker", "which --resume does not support"),
+    ("batch_size", 0, "hyperparameters.batch_size: 0 is out of range"),
+    ("epochs", "3", "hyperparameters.epochs: '3' is not a valid int"),
+    ("epochs", 2.0, "hyperparameters.epochs: 2.0 is not a valid int"),
+    ("epochs", True, "hyperparameters.epochs: True is not a valid int"),
+    ("learning_rate", float("nan"), "hyperparameters.learning_rate: nan is not a finite number"),
+    ("learning_rate", "0.1", "hyperparameters.learning_rate: '0.1' is not a valid float"),
+    ("resnet_width", 1_000_000, "hyperparameters.resnet_width: 1000000 is out of range"),
+    ("tta", "bogus", "hyperparameters.tta: 'bogus' is not one of"),
+    ("model", "CNN", "hyperparameters.model: 'CNN' is not one of"),
+    ("seed", 2**32, "hyperparameters.seed: 4294967296 is out of range"),
+    ("limit", 5, "hyperparameters.limit: 5 is out of range"),
+    ("deterministic", "yes", "hyperparameters.deterministic: 'yes' is not true or false"),
+    ("verify", 0, "hyperparameters.verify: 0 is not true or false"),
+    ("val_fraction", [0.1], "hyperparameters.val_fraction: [0.1] is not a valid float"),
+    ("augment", None, "hyperparameters.augment: None is not one of"),
+    ("fast_ops", None, "hyperparameters.fast_ops: None is not true or false"),
+]
+
+
+@pytest.mark.parametrize("field, value, message", BAD_SETTINGS, ids=[f"{f}={v!r}" for f, v, _ in BAD_SETTINGS])
+def test_resume_checks_every_setting_in_the_record_as_its_flag_would(tmp_path, field, value, message):
+    from fmnist import UserError
+    from fmnist.resume import read_resume_point
+
+    config = _resume_config(tmp_path)
+    _write_record(tmp_path, config.hyperparameters() | {field: value})
+    with pytest.raises(UserError, match=re.escape(message)) as refused:
+        read_resume_point(config)
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "tensorboard_logs").exists()  # refused before the lock file is made
+
+
+@pytest.mark.parametrize("record, message", [
+    ("[1, 2]", "no hyperparameters"),
+    ('{"status": "interrupted", "hyperparameters": [["model", "cnn"]]}', "no hyperparameters"),
+    ("[" * 100_000 + "]" * 100_000, "RecursionError"),
+    ('{"status": ["interrupted"], "hyperparameters": {}}', "is ['interrupted']; only an interrupted run"),
+])
+def test_resume_refuses_a_record_of_the_wrong_shape_in_one_line(tmp_path, record, message):
+    from fmnist import UserError
+    from fmnist.resume import read_resume_point
+
+    _write_record(tmp_path, name="r")
+    (tmp_path / "history" / "r.json").write_text(record)
+    with pytest.raises(UserError, match=re.escape(message)) as refused:
+        read_resume_point(_resume_config(tmp_path))
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"history": [1.0, 0.5]}, "not a Keras history"),
+    ({"train_seconds": "12"}, "train_seconds = '12' is not a number of seconds"),
+])
+def test_resume_refuses_a_history_or_time_of_the_wrong_type(tmp_path, fields, message):
+    from fmnist import UserError
+    from fmnist.resume import read_resume_point
+
+    _write_record(tmp_path, **fields)
+    with pytest.raises(UserError, match=re.escape(message)):
+        read_resume_point(_resume_config(tmp_path))
+
+
+def test_resume_takes_a_checked_record_and_maps_the_old_tta_switch(tmp_path):
+    from fmnist.resume import read_resume_point
+
+    config = _resume_config(tmp_path)
+    settings = config.hyperparameters() | {"model": "lenet", "epochs": 7, "learning_rate": 0.002, "limit": None,
+                                           "deterministic": True, "tta": True}
+    _write_record(tmp_path, settings)
+    resumed, so_far = read_resume_point(config)
+    assert (resumed.model, resumed.epochs, resumed.learning_rate, resumed.tta) == ("lenet", 7, 0.002, "flip")
+    assert resumed.out == str(tmp_path) and resumed.run_name == "r" and resumed.deterministic is True
+    assert so_far.history == {"loss": [1.0], "val_loss": [0.9]} and so_far.train_seconds == 12.5
+    _write_record(tmp_path, settings | {"tta": False}, name="r2")
+    assert read_resume_point(_resume_config(tmp_path, "r2"))[0].tta == "none"
+    older = {key: value for key, value in settings.items() if key not in ("keep", "precision")}
+    _write_record(tmp_path, older, name="r3")  # a record from before --keep: today's default fills it in
+    assert read_resume_point(_resume_config(tmp_path, "r3"))[0].keep == config.keep
+
+
+@pytest.mark.slow
+def test_a_bad_record_is_refused_in_one_line_before_tensorflow_loads(tmp_path):
+    import subprocess
+    import sys
+
+    _write_record(tmp_path, _resume_config(tmp_path).hyperparameters() | {"batch_size": 0})
+    code = ("import runpy, sys\nsys.argv = ['fashion_mnist.py', '--resume', 'r', '--out', sys.argv[1]]\n"
+            "try:\n    runpy.run_path('fashion_mnist.py', run_name='__main__')\n"
+            "finally:\n    print('tensorflow loaded:', 'tensorflow' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert_clean_error(proc, 1, "hyperparameters.batch_size: 0 is out of range")
+    assert "tensorflow loaded: False" in proc.stdout
