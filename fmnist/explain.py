@@ -88,13 +88,14 @@ def write_explanations(model, images, probabilities, image_paths):
 
 
 def pick_confused_pair(labels, predicted, true_class, other_class, per_class=4):
-    """Indices of `per_class` test images of each of the two classes: first those taken for the other class,
-    then ones classified right."""
+    """Indices of `per_class` test images of each of the two classes: half of them taken for the other class,
+    half classified right (fewer of one kind where there are not enough), so that the maps can be compared."""
     picked = []
     for this, that in ((true_class, other_class), (other_class, true_class)):
         confused = np.flatnonzero((labels == this) & (predicted == that))
         right = np.flatnonzero((labels == this) & (predicted == this))
-        picked.append(np.concatenate([confused, right])[:per_class])
+        wrong_count = max(-(-per_class // 2), per_class - len(right))
+        picked.append(np.concatenate([confused[:wrong_count], right])[:per_class])
     return np.concatenate(picked).astype("int64")
 
 
