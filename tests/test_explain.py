@@ -54,16 +54,27 @@ def share_hotter_on_the_garment(heat, images):
 
 
 GARMENT_SHARE = 0.75  # "most test images", well above the 50 % that a map unrelated to the image scores
-# Where the garment itself is the evidence. For sneakers, ankle boots, sandals and T-shirts the net's evidence at
-# its last convolution lies largely in the empty space around them (above a sneaker, where a boot would be;
-# beside a T-shirt, where long sleeves would be): measured on a `fast` net trained 5 epochs, the heat was hotter
-# on the garment than on the background for 57 % of all test images, but for 100 % of trousers, 95 % of
-# pullovers, 91 % of shirts, and 0 % of sneakers and ankle boots (README: Why it decided).
-GARMENT_CLASSES = ("Trouser", "Pullover", "Shirt")
+
+
+def test_the_garment_test_passes_a_map_of_the_garment_and_fails_noise():
+    """The negative control of the test below: the measure itself tells a map of the garment from noise."""
+    from fmnist.data import load_fashion_mnist
+
+    images = load_fashion_mnist().x_test[:300]
+    images = images[(images == 0).any(axis=(1, 2))]  # a few fill the whole frame: no background to compare
+    assert share_hotter_on_the_garment((images > 0).astype("float32"), images) == 1.0
+    noise = np.random.default_rng(0).random(images.shape).astype("float32")
+    assert 0.3 < share_hotter_on_the_garment(noise, images) < GARMENT_SHARE
+    assert share_hotter_on_the_garment(noise * 0.5 + 0.5 * (images > 0), images) >= GARMENT_SHARE
 
 
 @pytest.mark.slow
-def test_heat_lies_on_the_garment_for_most_test_images_of_garment_classes(fast_run):
+@pytest.mark.xfail(strict=True, reason=(
+    "measured, not wished away: Grad-CAM at the last Conv2D of the `fast` net puts much of its heat on the "
+    "background (this fixture's model: 17 % of images hotter on the garment; trained 5 epochs: 57 %; sneakers "
+    "and ankle boots 0 %, whose evidence is the empty space around them). strict: the suite says so if it "
+    "ever passes"))
+def test_heat_lies_on_the_garment_for_most_test_images(fast_run):
     import keras
 
     from fmnist.data import load_fashion_mnist
@@ -71,15 +82,11 @@ def test_heat_lies_on_the_garment_for_most_test_images_of_garment_classes(fast_r
 
     model_path, _ = fast_run
     model = keras.saving.load_model(model_path, compile=False)
-    data = load_fashion_mnist()
-    wanted = np.isin(data.y_test, [CLASS_NAMES.index(name) for name in GARMENT_CLASSES])
-    images = data.x_test[wanted][:300]
+    images = load_fashion_mnist().x_test[:300]
+    images = images[(images == 0).any(axis=(1, 2))]
     predicted = model.predict(images[..., None].astype("float32"), verbose=0).argmax(axis=1)
     heat = heat_maps(model, images, predicted)
     assert share_hotter_on_the_garment(heat, images) >= GARMENT_SHARE
-    # The negative control: heat maps of noise fail the same test.
-    noise = np.random.default_rng(0).random(heat.shape).astype("float32")
-    assert share_hotter_on_the_garment(noise, images) < GARMENT_SHARE
 
 
 @pytest.mark.slow
@@ -98,7 +105,7 @@ def test_predict_explain_writes_an_explained_image_beside_each_photo_never_overw
     assert result["explained"] == str(tmp_path / "photo-explained-2.png")
     assert (tmp_path / "photo-explained.png").read_bytes() == b"the user's own file"
     with Image.open(result["explained"]) as explained:
-        assert explained.format == "PNG" and explained.width > 2.5 * explained.height  # three panels in a row
+        assert explained.format == "PNG" and explained.width > 2.2 * explained.height  # three square panels in a row, a title above
     proc = run_script("fashion_mnist.py", "predict", model, photo, tmp_path / "missing.png", "--explain")
     assert proc.returncode == 1 and f"{photo}: {result['top'][0]['class']}" in proc.stdout
     assert f"why: {tmp_path / 'photo-explained-3.png'}" in proc.stdout
