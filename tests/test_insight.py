@@ -407,7 +407,7 @@ def test_show_data_writes_a_labelled_sprite_and_a_tensorboard_image(tmp_path):
     assert (tmp_path / "tensorboard_logs" / "dataset-2").is_dir()
 
 
-@pytest.mark.parametrize("command", ["evaluate", "predict", "show-data"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export", "show-data"])
 def test_command_help_answers_without_tensorflow(command):
     import subprocess
     import sys
