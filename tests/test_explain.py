@@ -72,7 +72,7 @@ def test_the_garment_test_passes_a_map_of_the_garment_and_fails_noise():
 @pytest.mark.xfail(strict=True, reason=(
     "measured, not wished away: Grad-CAM at the last Conv2D of the `fast` net puts much of its heat on the "
     "background (this fixture's model: 17 % of images hotter on the garment; trained 5 epochs: 57 %; sneakers "
-    "and ankle boots 0 %, whose evidence is the empty space around them). strict: the suite says so if it "
+    "and ankle boots 0 %, whose heat lies in the empty space around them). strict: the suite says so if it "
     "ever passes"))
 def test_heat_lies_on_the_garment_for_most_test_images(fast_run):
     import keras
@@ -105,7 +105,7 @@ def test_predict_explain_writes_an_explained_image_beside_each_photo_never_overw
     assert result["explained"] == str(tmp_path / "photo-explained-2.png")
     assert (tmp_path / "photo-explained.png").read_bytes() == b"the user's own file"
     with Image.open(result["explained"]) as explained:
-        assert explained.format == "PNG" and explained.width > 2.2 * explained.height  # three square panels in a row, a title above
+        assert explained.format == "PNG" and explained.width > 2.2 * explained.height  # three panels, a title above
     proc = run_script("fashion_mnist.py", "predict", model, photo, tmp_path / "missing.png", "--explain")
     assert proc.returncode == 1 and f"{photo}: {result['top'][0]['class']}" in proc.stdout
     assert f"why: {tmp_path / 'photo-explained-3.png'}" in proc.stdout
