@@ -7,14 +7,15 @@
     python fashion_mnist.py --resume RUN              # continue a run stopped by Ctrl-C, SIGTERM or a crash
     python fashion_mnist.py --sweep batch_size=64,256,512     # one run per value, then a comparison
     python fashion_mnist.py evaluate models/RUN.keras         # the test report of a saved model
-    python fashion_mnist.py predict models/RUN.keras shirt.jpg  # classify your own pictures
+    python fashion_mnist.py predict models/RUN.keras shirt.jpg  # classify your own pictures (--explain: why)
+    python fashion_mnist.py export models/RUN.keras --int8      # SavedModel, ONNX and LiteRT files, checked
     python fashion_mnist.py show-data                 # a sprite of sample images per class
     tensorboard --logdir=tensorboard_logs             # watch the runs
 
 Each run writes models/<run>.keras (per --keep: the epoch with the lowest validation loss, or the last one),
 history/<run>.pkl (the Keras history dict), history/<run>.json (the run record with the test report),
-history/<run>-{confusion,misclassified,feature-maps}.png and tensorboard_logs/<run>/ (scalars, images at every
-epoch, hparams), then prints the test report.
+history/<run>-{confusion,misclassified,feature-maps,confused-pair}.png and tensorboard_logs/<run>/ (scalars,
+images at every epoch, hparams), then prints the test report.
 The history and the record are rewritten after every epoch, so a stopped run loses at most the epoch under way.
 """
 
@@ -52,7 +53,7 @@ from fmnist.errors import run_guarded  # noqa: E402
 from fmnist.resume import NEW_RUN  # noqa: E402
 
 DEFAULTS = hyperparameter_defaults(HYPERPARAMETERS)
-COMMANDS = ("evaluate", "predict", "show-data")
+COMMANDS = ("evaluate", "predict", "export", "show-data")
 
 
 def main(argv, extra_callbacks=()):

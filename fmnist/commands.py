@@ -1,4 +1,4 @@
-"""The commands besides training: evaluate, predict and show-data.
+"""The commands besides training: evaluate, predict, export and show-data.
 
 Each parses its own arguments here, without TensorFlow, so that `--help` and usage errors answer at once,
 then calls the one package function that does the work.
@@ -12,10 +12,13 @@ from fmnist.config import TTA_CHOICES, TTA_HELP
 
 COMMANDS = {
     "evaluate": "Measure a saved .keras model on the test set: metrics, per-class table, confusions, figures.",
-    "predict": "Classify your own PNG/JPEG images with a saved .keras model.",
+    "predict": "Classify your own PNG/JPEG images with a saved .keras model or an exported .onnx or .tflite file.",
+    "export": "Export a .keras model as a TensorFlow SavedModel, ONNX and LiteRT (.tflite) files, each checked on "
+              "the test set against the Keras model, with a JSON card saying how to call it.",
     "show-data": "Write a sprite of sample images per class (PNG, and an image in TensorBoard).",
 }
 SAMPLES_PER_CLASS = 12
+EXPORT_FORMATS = ("saved_model", "onnx", "litert")  # fmnist.export.FORMATS, without importing it for --help
 
 
 def _parser(name):
@@ -41,13 +44,34 @@ def run_command(name, argv):
 
         return evaluate_saved_model(args.model, args.out, args.data_dir, args.verify, args.tta)
     if name == "predict":
-        parser.add_argument("model", metavar="MODEL.keras")
+        parser.add_argument("model", metavar="MODEL", help="a .keras model, or a .onnx or .tflite file from export")
         parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size and colour")
         parser.add_argument("--json", action="store_true", help="print the results as JSON")
+        parser.add_argument("--explain", action="store_true",
+                            help="also write IMAGE-explained.png beside each image: where the model looked for its "
+                                 "top class and the runner-up (Grad-CAM; input gradients for an mlp); needs a "
+                                 ".keras model")
         args = parser.parse_args(argv)
         from fmnist.predict import predict_files
 
-        return predict_files(args.model, args.images, args.json)
+        return predict_files(args.model, args.images, args.json, args.explain)
+    if name == "export":
+        parser.add_argument("model", metavar="MODEL.keras")
+        parser.add_argument("--format", choices=[*EXPORT_FORMATS, "all"], default="all",
+                            help="saved_model: MODEL.savedmodel/; onnx: MODEL.onnx; litert: MODEL.tflite "
+                                 "(default: all three)")
+        parser.add_argument("--int8", action="store_true",
+                            help="also write MODEL.int8.tflite, quantised to 8-bit integers after training "
+                                 "(calibrated on 300 training images); the float .tflite is made too, to compare")
+        parser.add_argument("--out", metavar="DIR", help="folder for the files (default: the model's folder); "
+                                                         "existing files get a -2, -3... suffix, never replaced")
+        _data_flags(parser)
+        args = parser.parse_args(argv)
+        from fmnist.export import export_model
+
+        formats = EXPORT_FORMATS if args.format == "all" else (args.format,)
+        return export_model(args.model, formats, args.int8, args.out, data_dir=args.data_dir, verify=args.verify,
+                            argv=argv)
     parser.add_argument("--out", default=".", metavar="DIR",
                         help="writes DIR/fashion-mnist-samples.png and DIR/tensorboard_logs/dataset/ "
                              "(default: the current directory)")

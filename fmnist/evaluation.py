@@ -61,12 +61,38 @@ def predict_probabilities(model, images, batch_size=500, tta="none"):
     """
     x = model_input(model, images)
     views = [_shift_columns(x[:, :, ::-1] if mirrored else x, pixels) for mirrored, pixels in TTA_VIEWS[tta]]
-    probabilities = sum(np.asarray(model.predict(view, batch_size=batch_size, verbose=0), dtype="float32")
-                        for view in views) / len(views)
-    if not (np.all(probabilities >= 0) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-2)):
+    return checked_probabilities(sum(np.asarray(model.predict(view, batch_size=batch_size, verbose=0),
+                                                dtype="float32") for view in views) / len(views))
+
+
+def checked_probabilities(probabilities, tolerance=1e-2):
+    """`probabilities` (N, 10), after checking that they are: non-negative, each row summing to 1 within
+    `tolerance` (an int8 model's outputs come in steps of 1/256, so their sums stray further)."""
+    probabilities = np.asarray(probabilities, "float32")
+    if not (np.all(probabilities >= 0) and np.allclose(probabilities.sum(axis=1), 1, atol=tolerance)):
         raise UserError("the model's outputs are not probabilities (rows must sum to 1); its last layer must be "
                         "a softmax")
     return probabilities
+
+
+def float32_copy(model):
+    """`model` with every layer computing in float32 (same weights), or `model` itself when it already does.
+
+    A model trained under mixed_bfloat16 keeps float32 weights but computes in bfloat16. Exported files and
+    gradients (Grad-CAM) are computed from this float32 copy: the runtimes have no fast bfloat16 kernels, and
+    bfloat16's 8-bit mantissa would make heat maps coarse.
+    """
+    import keras
+
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+
+    def in_float32(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=in_float32)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _shift_columns(images, pixels):

@@ -169,6 +169,51 @@ def plot_class_samples(images_by_class, class_names):
     return fig
 
 
+def _heat_overlay(ax, image, heat):
+    """The image in grey with the heat map over it: where the heat is high, the image shows through red-yellow."""
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_explanation(image, panels, title=None):
+    """The image, then one heat-map overlay per (heat map in [0, 1], caption) in `panels`."""
+    fig = _figure(2.4 * (len(panels) + 1), 2.9)
+    axes = fig.subplots(1, len(panels) + 1)
+    axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[0].set_title("as the model sees it", fontsize=9)
+    axes[0].set_xticks([])
+    axes[0].set_yticks([])
+    for ax, (heat, caption) in zip(axes[1:], panels, strict=True):
+        _heat_overlay(ax, image, heat)
+        ax.set_title(f"evidence for {caption}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_confused_pair(images, labels, predicted, confidence, heats, *, classes, class_names, title=None):
+    """One column per image: the image (titled with its prediction, green right, red wrong), then the heat map
+    for each of the two `classes` (heats: one (N, 28, 28) array per class)."""
+    fig = _figure(1.45 * len(images) + 1.2, 1.55 * (len(heats) + 1) + 0.4)
+    axes = np.atleast_2d(fig.subplots(len(heats) + 1, len(images), squeeze=False))
+    for column, (image, true, guess, p) in enumerate(zip(images, labels, predicted, confidence, strict=True)):
+        ax = axes[0, column]
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{class_names[guess]} {p:.0%}\ntrue: {class_names[true]}", fontsize=7,
+                     color=RIGHT if guess == true else WRONG)
+        for row, heat in enumerate(heats, start=1):
+            _heat_overlay(axes[row, column], image, heat[column])
+    for row, c in enumerate(classes, start=1):
+        axes[row, 0].set_ylabel(f"for {class_names[c]}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def figure_png(fig, dpi=FIGURE_DPI):
     """The figure rendered as PNG bytes."""
     buffer = io.BytesIO()

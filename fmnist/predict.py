@@ -100,12 +100,18 @@ def top_classes(probabilities, count=TOP):
     return [{"class": CLASS_NAMES[i], "probability": float(probabilities[i])} for i in order]
 
 
-def predict_files(model_path, image_paths, as_json=False):
+def predict_files(model_path, image_paths, as_json=False, explain=False):
     """The `predict` command. Every file is tried; a failed one gets a one-line error on stderr (and an entry
-    with "error" in the JSON), and the exit code is 1 when any failed."""
-    from fmnist.evaluation import load_model, predict_probabilities
+    with "error" in the JSON), and the exit code is 1 when any failed.
 
-    model = load_model(model_path)
+    `model_path` is a .keras model or a file from `export` (.onnx, .tflite): the same output from each.
+    `explain` writes <image>-explained.png beside each image (fmnist.explain), for a .keras model.
+    """
+    from fmnist.runtimes import open_model
+
+    runner = open_model(model_path)
+    if explain and runner.kind != "keras":
+        raise UserError(f"{model_path}: --explain needs the .keras model (the heat maps need its gradients)")
     results, images = [], []
     for path in image_paths:
         try:
@@ -115,10 +121,16 @@ def predict_files(model_path, image_paths, as_json=False):
             print(f"error: {e}", file=sys.stderr)
             results.append({"file": str(path), "error": str(e)})
     if images:
-        probabilities = iter(predict_probabilities(model, np.stack(images)))
-        for result in results:
-            if "error" not in result:
-                result["top"] = top_classes(next(probabilities))
+        probabilities = runner.probabilities(np.stack(images))
+        done = [result for result in results if "error" not in result]
+        for result, p in zip(done, probabilities, strict=True):
+            result["top"] = top_classes(p)
+        if explain:
+            from fmnist.explain import write_explanations
+
+            paths = write_explanations(runner.model, np.stack(images), probabilities, [r["file"] for r in done])
+            for result, path in zip(done, paths, strict=True):
+                result["explained"] = str(path)
     if as_json:
         print(json.dumps(results, indent=2))
     else:
@@ -126,4 +138,6 @@ def predict_files(model_path, image_paths, as_json=False):
             if "top" in result:
                 guesses = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"])
                 print(f"{result['file']}: {guesses}")
+                if "explained" in result:
+                    print(f"  why: {result['explained']}")
     return 1 if any("error" in result for result in results) else 0

@@ -14,7 +14,7 @@ from fmnist.runs import claim_stem, free_stem, write_new
 
 MISTAKES_SHOWN = 24
 FEATURE_MAP_IMAGE = 0  # the test image whose feature maps are drawn (an ankle boot)
-FIGURE_NAMES = ("confusion", "misclassified", "feature-maps")
+FIGURE_NAMES = ("confusion", "misclassified", "feature-maps", "confused-pair")
 
 
 def format_report(summary):
@@ -31,7 +31,8 @@ def format_report(summary):
 
 
 def report_figures(model, images, labels, probabilities, summary):
-    """{name: Figure}: the confusion matrix, the most confident mistakes, and feature maps for conv models."""
+    """{name: Figure}: the confusion matrix, the most confident mistakes, feature maps for conv models, and heat
+    maps for the most confused pair of classes."""
     predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     mistakes = wrong[np.argsort(-confidence[wrong], kind="stable")][:MISTAKES_SHOWN]
@@ -50,6 +51,11 @@ def report_figures(model, images, labels, probabilities, summary):
         figures["feature-maps"] = plot_feature_maps(
             images[i], maps, title=f"{model.name}: feature maps for test image {i} ({CLASS_NAMES[labels[i]]}, "
                                    f"predicted {CLASS_NAMES[predicted[i]]} {confidence[i]:.0%})")
+    if summary["most_confused"]:  # heat maps of both classes on a few images of each (fmnist/explain.py)
+        from fmnist.explain import confused_pair_figure
+
+        figures["confused-pair"] = confused_pair_figure(model, images, labels, probabilities,
+                                                        summary["most_confused"][0])
     return figures
 
 

@@ -46,3 +46,15 @@ def tiny_run(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((out / "history" / "tiny.json").read_text())
     return out, proc, record
+
+
+@pytest.fixture(scope="session")
+def fast_run(tmp_path_factory):
+    """A `fast` model trained for real but briefly (2 epochs on 6,000 images, about 85 % test accuracy): enough
+    for exported files and heat maps to be about something. Shared by the export and explain tests."""
+    out = tmp_path_factory.mktemp("fast")
+    proc = run_script("fashion_mnist.py", "--model", "fast", "--epochs", 2, "--limit", 6000, "--out", out,
+                      "--run-name", "fast")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "history" / "fast.json").read_text())
+    return out / "models" / "fast.keras", record

@@ -51,3 +51,17 @@ def test_time_to_accuracy_runs_the_command_line_and_reports_the_accuracy_it_prin
     assert "Median of 1: " in proc.stdout
     if keep == "last":  # with the baseline measured, every time is also in baseline epochs
         assert re.search(r"command to result \d+ s \(\d+\.\d\d baseline epochs\)", proc.stdout), proc.stdout[-1000:]
+
+
+@pytest.mark.slow
+def test_inference_speed_times_every_runtime_at_batch_1_and_a_large_batch():
+    proc = run_script("benchmarks/inference_speed.py", "--calls", "3", "--rounds", "1", "--batch", "16")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("Machine: ") and "CPU flags: " in proc.stdout
+    labels = ["Keras model.predict", "Keras model(x)", "TF SavedModel", "ONNX Runtime", "LiteRT float32",
+              "LiteRT int8"]
+    rows = [line for line in proc.stdout.splitlines() if re.match(r"(Keras|TF |ONNX|LiteRT)", line)]
+    assert [row[:20].strip() for row in rows] == labels
+    for row in rows:  # median ms, p99 ms, images/s, ratio to predict, images/s at the large batch
+        assert re.search(r" [\d.]+ ms +[\d.]+ ms +[\d,]+ +[\d.]+x +[\d,]+$", row), row
+    assert re.search(r"Fastest at batch 1: .*, \d+x Keras model.predict \(goal: >= 20x\)", proc.stdout)

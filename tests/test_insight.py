@@ -98,7 +98,7 @@ def test_a_training_run_prints_and_records_the_test_report(tiny_run):
 
 def test_a_training_run_writes_the_report_figures(tiny_run):
     out, _, record = tiny_run
-    assert set(record["figures"]) == {"confusion", "misclassified", "feature-maps"}  # cnn has conv layers
+    assert set(record["figures"]) == {"confusion", "misclassified", "feature-maps", "confused-pair"}  # cnn: convs
     for name, path in record["figures"].items():
         assert path == str(out / "history" / f"tiny-{name}.png")
         assert open(path, "rb").read(8) == PNG_MAGIC
@@ -122,7 +122,7 @@ def test_tensorboard_has_epoch_images_test_figures_and_hparams(tiny_run):
         assert png.startswith(PNG_MAGIC) and int(width) > 300 and int(height) > 300
 
     test_images, _ = read_tensors(logs / "test")
-    assert set(test_images) == {"test/confusion", "test/misclassified", "test/feature-maps"}
+    assert set(test_images) == {"test/confusion", "test/misclassified", "test/feature-maps", "test/confused-pair"}
     width, height, _ = test_images["test/confusion"][0][1]
     assert int(width) > int(height) > 300  # two panels side by side
 
@@ -149,7 +149,7 @@ def test_evaluate_reproduces_the_report_and_never_overwrites(tiny_run, tmp_path)
     report = json.loads((tmp_path / "tiny-evaluation.json").read_text())
     assert report["test"]["accuracy"] == pytest.approx(record["test"]["accuracy"], abs=2e-3)
     assert report["test"]["per_class"][0]["class"] == "T-shirt/top"
-    for name in ("confusion", "misclassified", "feature-maps"):
+    for name in ("confusion", "misclassified", "feature-maps", "confused-pair"):
         assert report["figures"][name] == str(tmp_path / f"tiny-{name}.png")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
@@ -170,7 +170,7 @@ def test_evaluate_takes_a_compatible_model_from_elsewhere(tmp_path):
 
     assert evaluate_saved_model(tmp_path / "foreign.keras", out=None) == 0  # default: next to the model
     report = json.loads((tmp_path / "foreign-evaluation.json").read_text())
-    assert set(report["figures"]) == {"confusion", "misclassified"}  # no conv layers, no feature maps
+    assert set(report["figures"]) == {"confusion", "misclassified", "confused-pair"}  # no convs, no feature maps
     assert 0 <= report["test"]["accuracy"] <= 1 and sum(r["support"] for r in report["test"]["per_class"]) == 10_000
 
 
@@ -469,7 +469,7 @@ def test_show_data_writes_a_labelled_sprite_and_a_tensorboard_image(tmp_path):
     assert (tmp_path / "tensorboard_logs" / "dataset-2").is_dir()
 
 
-@pytest.mark.parametrize("command", ["evaluate", "predict", "show-data"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export", "show-data"])
 def test_command_help_answers_without_tensorflow(command):
     import subprocess
     import sys

@@ -1,0 +1,258 @@
+"""The `export` command: a .keras model as files other runtimes run, each checked before it is reported done.
+
+Keras 3's own `model.export` writes the SavedModel, ONNX (through tf2onnx) and LiteRT files; TensorFlow Lite's
+converter writes the int8 file. Every file is written under a temporary name in the output folder, loaded in
+its own runtime (fmnist.runtimes), run on the 10,000 test images and compared with the Keras model; only then is
+it renamed into place, with a JSON card beside it that says how to call it. A file that fails its check is
+removed, and the command exits 1 saying why.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fmnist import CLASS_NAMES, UserError
+
+FORMATS = ("saved_model", "onnx", "litert")
+SUFFIX = {"saved_model": ".savedmodel", "onnx": ".onnx", "litert": ".tflite", "int8": ".int8.tflite"}
+KERAS_FORMAT = {"saved_model": "tf_saved_model", "onnx": "onnx", "litert": "litert"}
+MIN_FLOAT_AGREEMENT = 0.999  # float formats compute what Keras computes; more disagreement means a broken export
+MIN_INT8_AGREEMENT = 0.95  # int8 rounds every activation: a few flips are expected, a landslide is a bad conversion
+CALIBRATION_IMAGES = 300
+INT8_GOALS = {"size_ratio": 0.30, "accuracy_points_lost": 0.5}
+
+
+@dataclass
+class Check:
+    """How an exported file did on the test set, against the Keras model."""
+
+    agreement: float  # share of test images with the same top-1 class as the Keras model
+    accuracy: float
+    max_difference: float  # largest difference in any class probability
+
+
+def output_paths(folder, stem, formats, int8):
+    """{format: path} for the files to write, and the card of each beside it (path + '.json')."""
+    paths = {f: folder / f"{stem}{SUFFIX[f]}" for f in formats}
+    if int8:
+        paths["int8"] = folder / f"{stem}{SUFFIX['int8']}"
+    return paths
+
+
+def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, argv=()):
+    """The `export` command. Returns 0, or raises UserError (exit 1) with nothing half-written left behind."""
+    from fmnist.data import load_fashion_mnist
+    from fmnist.evaluation import float32_copy
+    from fmnist.runs import free_stem
+    from fmnist.runtimes import KerasRunner, require
+
+    model_path = Path(model_path)
+    if model_path.suffix.lower() != ".keras":
+        raise UserError(f"{model_path}: export takes a .keras model (the file training writes to models/)")
+    # Check for what is missing before any work: tf2onnx writes the ONNX file, the runtimes check the files.
+    for module in (["tf2onnx", "onnxruntime"] if "onnx" in formats else []) + \
+                  (["ai_edge_litert"] if "litert" in formats or int8 else []):
+        require(module)
+    folder = Path(out) if out else model_path.parent
+    _check_writable(folder)
+
+    keras_runner = KerasRunner(model_path)
+    model = float32_copy(keras_runner.model)
+    keras_runner.model = model  # the reference: what the exported files compute, float32 arithmetic
+    data = load_fashion_mnist(data_dir, verify)
+    model(model_input_zeros(model))  # a loaded model has not been called, and Keras's exporters need it built
+    reference = keras_runner.probabilities(data.x_test)
+    keras_accuracy = float((reference.argmax(1) == data.y_test).mean())
+    print(f"Model: {model_path} ({model.name}, {model.count_params():,} parameters), test accuracy "
+          f"{keras_accuracy:.2%} (float32, no test-time augmentation); data: {data.source}")
+
+    if int8 and "litert" not in formats:
+        formats = (*formats, "litert")  # the int8 file is measured against the float one
+    paths = output_paths(folder, model_path.stem, formats, int8)
+    stem = free_stem(folder, model_path.stem, [SUFFIX[f] + extra for f in paths for extra in ("", ".json")])
+    paths = output_paths(folder, stem, formats, int8)
+    command = shlex.join(["python", "fashion_mnist.py", "export", *map(str, argv)])
+
+    rows, cards = [], {}
+    for fmt, path in paths.items():
+        started = time.perf_counter()
+        with _staged(path) as staging:
+            if fmt == "int8":
+                write_int8_tflite(model, staging, data.x_train)
+            else:
+                model.export(str(staging), format=KERAS_FORMAT[fmt], verbose=False)
+            check, runner = check_export(staging, reference, data.x_test, data.y_test)
+            floor = MIN_INT8_AGREEMENT if fmt == "int8" else MIN_FLOAT_AGREEMENT
+            if check.agreement < floor:
+                raise UserError(f"{path.name}: its top-1 class agrees with the Keras model on only "
+                                f"{check.agreement:.2%} of the test images (at least {floor:.1%} is required); "
+                                "the file was removed")
+        card = model_card(fmt, path, runner, check, keras_accuracy=keras_accuracy, model_path=model_path,
+                          command=command)
+        if fmt == "int8":
+            float_card = cards["litert"]
+            card["int8"] = int8_summary(card, float_card)
+        cards[fmt] = card
+        _write_card(path, card)
+        rows.append((fmt, path, check, card["size_bytes"], time.perf_counter() - started))
+
+    print(format_table(rows, keras_accuracy))
+    if "int8" in cards:
+        s = cards["int8"]["int8"]
+        print(f"int8: {s['size_ratio']:.1%} of the float file's size (goal <= {INT8_GOALS['size_ratio']:.0%}), "
+              f"{s['accuracy_points_lost']:+.2f} accuracy points lost (goal <= {INT8_GOALS['accuracy_points_lost']})"
+              f": {'goals met' if s['goals_met'] else 'goals NOT met'}")
+    print("Cards: " + ", ".join(f"{p}.json" for p in paths.values()))
+    return 0
+
+
+def model_input_zeros(model):
+    return np.zeros((1, *model.input_shape[1:]), "float32")
+
+
+def check_export(path, reference, images, labels):
+    """Load the file in its own runtime, run the test images, and compare with the Keras probabilities."""
+    from fmnist.runtimes import open_model
+
+    runner = open_model(path)
+    probabilities = runner.probabilities(images)
+    return Check(agreement=float((probabilities.argmax(1) == reference.argmax(1)).mean()),
+                 accuracy=float((probabilities.argmax(1) == labels).mean()),
+                 max_difference=float(np.abs(probabilities - reference).max())), runner
+
+
+def write_int8_tflite(model, path, train_images, count=CALIBRATION_IMAGES, seed=0):
+    """Post-training full-integer quantisation: int8 weights and activations, calibrated on `count` training
+    images. Input and output stay float32 (quantised inside the file), so it is called like the float file."""
+    import tempfile
+
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    calibration = train_images[rng.choice(len(train_images), count, replace=False)].astype("float32")
+    calibration = calibration[..., None] if len(model.input_shape) == 4 else calibration
+    with tempfile.TemporaryDirectory() as saved:  # the converter reads a SavedModel; Keras writes one
+        model.export(saved, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([calibration[i:i + 1]] for i in range(count))
+        # Integer kernels only: conversion fails rather than silently leaving an op in float.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        Path(path).write_bytes(converter.convert())
+
+
+def model_card(fmt, path, runner, check, *, keras_accuracy, model_path, command):
+    from fmnist.runtimes import runtime_version
+
+    shape = [d if d is None else int(d) for d in runner.input_shape]
+    return {
+        "file": path.name,
+        "format": {"saved_model": "TensorFlow SavedModel", "onnx": "ONNX", "litert": "LiteRT (TensorFlow Lite)",
+                   "int8": "LiteRT (TensorFlow Lite), int8 full-integer quantised"}[fmt],
+        "runtime": runtime_version(runner.kind),
+        "input": {"name": runner.input_name, "shape": shape, "dtype": "float32", "range": [0, 255],
+                  "meaning": "raw greyscale pixel values 0-255 (not scaled: the model rescales them itself), "
+                             "28x28, a light garment on a black background as in Fashion-MNIST; the first "
+                             "dimension is the batch"},
+        "output": {"name": runner.output_name, "shape": [None, len(CLASS_NAMES)], "dtype": "float32",
+                   "meaning": "class probabilities (softmax), in the order of class_names"},
+        "class_names": list(CLASS_NAMES),
+        "test_accuracy": check.accuracy,
+        "test_images": 10_000,
+        "agreement_with_keras": check.agreement,
+        "max_probability_difference": check.max_difference,
+        "keras_model": str(model_path),
+        "keras_test_accuracy": keras_accuracy,
+        "size_bytes": _size(path),
+        "command": command,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def int8_summary(card, float_card):
+    ratio = card["size_bytes"] / float_card["size_bytes"]
+    lost = 100 * (float_card["test_accuracy"] - card["test_accuracy"])
+    return {"calibration_images": CALIBRATION_IMAGES, "float_file": float_card["file"],
+            "float_size_bytes": float_card["size_bytes"], "size_ratio": ratio,
+            "float_test_accuracy": float_card["test_accuracy"], "accuracy_points_lost": lost,
+            "goals": INT8_GOALS,
+            "goals_met": ratio <= INT8_GOALS["size_ratio"] and lost <= INT8_GOALS["accuracy_points_lost"]}
+
+
+def format_table(rows, keras_accuracy):
+    lines = [f"{'format':<12} {'file':<40} {'size':>9} {'agreement':>10} {'accuracy':>9} {'max |dp|':>9} "
+             f"{'seconds':>7}",
+             f"{'keras':<12} {'(float32 reference)':<40} {'':>9} {'':>10} {keras_accuracy:>9.2%}"]
+    for fmt, path, check, size, seconds in rows:
+        lines.append(f"{fmt:<12} {path.name:<40} {size / 1e6:>7.2f}MB {check.agreement:>10.2%} "
+                     f"{check.accuracy:>9.2%} {check.max_difference:>9.1e} {seconds:>7.1f}")
+    return "\n".join(lines)
+
+
+class _staged:
+    """A temporary name beside `path` to write to; renamed to `path` on success, removed on any failure.
+
+    The rename refuses to replace anything that appeared at `path` meanwhile: nothing a user made is overwritten.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        # Keep the real suffix last: Keras's exporters and the runtimes go by it.
+        self.staging = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}")
+
+    def __enter__(self):
+        return self.staging
+
+    def __exit__(self, kind, error, traceback):
+        try:
+            if kind is None:
+                if self.path.exists():
+                    raise UserError(f"{self.path} appeared while exporting; not overwriting it")
+                os.rename(self.staging, self.path)
+        finally:
+            _remove(self.staging)
+        if isinstance(error, UserError | KeyboardInterrupt):
+            return False
+        if error is not None:  # a failure inside a converter: one line, naming the file it was making
+            raise UserError(f"{self.path.name}: export failed ({_first_line(error)})") from None
+        return False
+
+
+def _write_card(path, card):
+    card_path = Path(f"{path}.json")
+    with _staged(card_path) as staging:
+        staging.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def _check_writable(folder):
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".export-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to {folder}: {e.strerror or e}; choose another --out") from None
+
+
+def _remove(path):
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def _size(path):
+    path = Path(path)
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,194 @@
+"""One way to run any of the model files this project makes: .keras, a SavedModel folder, .onnx, .tflite.
+
+`open_model(path)` gives a Runner whose `probabilities(images)` takes uint8 images (N, 28, 28) and returns the
+class probabilities (N, 10). `predict`, export's self-check and benchmarks/inference_speed.py all go through it,
+so the three measure the same thing. Each runtime is imported only when a file of its kind is opened, and a
+missing one is an error that names the `pip install` that fixes it.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fmnist import UserError
+
+BATCH = 500  # images per call when running a whole set: big enough to amortise the call, small enough for memory
+INSTALL = {  # module -> the command that installs it (all are in requirements.txt)
+    "onnxruntime": "pip install 'onnxruntime>=1.20,<2'",
+    "ai_edge_litert": "pip install 'ai-edge-litert>=2.0,<3'",
+    "tf2onnx": "pip install 'tf2onnx>=1.17,<2'",
+}
+SUFFIXES = {".keras": "keras", ".onnx": "onnx", ".tflite": "litert", ".savedmodel": "saved_model"}
+
+
+def require(module):
+    """Import `module`, or fail with the one command that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"{module} is not installed; run: {INSTALL[module]}") from None
+
+
+def runtime_version(kind):
+    """'onnxruntime 1.32.0' and the like, for the model card."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = {"keras": "keras", "saved_model": "tensorflow", "onnx": "onnxruntime", "litert": "ai-edge-litert"}[kind]
+    try:
+        return f"{package} {version(package)}"
+    except PackageNotFoundError:
+        return package
+
+
+def kind_of(path):
+    """The runtime a model file needs, from its suffix (a SavedModel is a folder holding saved_model.pb)."""
+    path = Path(path)
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        return "saved_model"
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None or kind == "saved_model":
+        raise UserError(f"{path}: not a model file this project runs (.keras, .onnx, .tflite, or a SavedModel "
+                        "folder)")
+    return kind
+
+
+class Runner:
+    """A loaded model file. `run(x)` is one call of the runtime on a float32 batch in the model's own layout;
+    `probabilities(images)` takes uint8 images (N, 28, 28), whole sets in BATCH-sized calls."""
+
+    kind = ""
+    tolerance = 1e-2  # how far a row of probabilities may sum from 1
+
+    def __init__(self, path, input_name, input_shape, output_name):
+        self.path, self.input_name, self.input_shape, self.output_name = Path(path), input_name, input_shape, \
+            output_name
+
+    def batch(self, images):
+        """uint8 images (N, 28, 28) as the float32 batch this file takes: 0-255, with the channel axis if any."""
+        x = np.asarray(images, dtype="float32")
+        return x[..., None] if len(self.input_shape) == 4 else x
+
+    def run(self, x):
+        raise NotImplementedError
+
+    def probabilities(self, images):
+        from fmnist.evaluation import checked_probabilities
+
+        x = self.batch(images)
+        out = [np.asarray(self.run(x[i:i + BATCH]), "float32") for i in range(0, len(x), BATCH)]
+        return checked_probabilities(np.concatenate(out) if out else np.zeros((0, 10), "float32"), self.tolerance)
+
+
+class KerasRunner(Runner):
+    kind = "keras"
+
+    def __init__(self, path, model=None):
+        from fmnist.evaluation import load_model
+
+        self.model = model if model is not None else load_model(path)
+        super().__init__(path, self.model.inputs[0].name, tuple(self.model.input_shape), "predictions")
+
+    def run(self, x):
+        return self.model.predict(x, batch_size=BATCH, verbose=0)
+
+    def probabilities(self, images):
+        from fmnist.evaluation import predict_probabilities
+
+        return predict_probabilities(self.model, images, batch_size=BATCH)
+
+
+class SavedModelRunner(Runner):
+    kind = "saved_model"
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        try:
+            loaded = tf.saved_model.load(str(path))
+            self.serve = loaded.signatures["serving_default"]
+        except Exception as e:  # noqa: BLE001 - a broken folder can fail in many ways; all mean the same
+            raise UserError(f"{path}: not a loadable SavedModel ({_first_line(e)})") from None
+        self.loaded = loaded  # the signature's variables live as long as the loaded object
+        (name, spec), = self.serve.structured_input_signature[1].items()
+        (output, _), = self.serve.structured_outputs.items()
+        super().__init__(path, name, tuple(spec.shape), output)
+
+    def run(self, x):
+        return self.serve(**{self.input_name: x})[self.output_name].numpy()
+
+
+class OnnxRunner(Runner):
+    kind = "onnx"
+
+    def __init__(self, path, threads=None):
+        ort = require("onnxruntime")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # warnings about unused initialisers are not the user's business
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own error types for a bad file
+            raise UserError(f"{path}: not a loadable ONNX model ({_first_line(e)})") from None
+        (inp,), (out,) = self.session.get_inputs(), self.session.get_outputs()
+        super().__init__(path, inp.name, tuple(d if isinstance(d, int) else None for d in inp.shape), out.name)
+
+    def run(self, x):
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+
+class LiteRTRunner(Runner):
+    kind = "litert"
+
+    def __init__(self, path, threads=None):
+        require("ai_edge_litert")
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+        except Exception as e:  # noqa: BLE001 - the interpreter raises ValueError or RuntimeError for a bad file
+            raise UserError(f"{path}: not a loadable LiteRT model ({_first_line(e)})") from None
+        (inp,), (out,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        self.input_index, self.output_index, self.allocated = inp["index"], out["index"], None
+        if self.quantised():
+            self.tolerance = 5e-2  # ten outputs each rounded to a step of 1/256, and an integer softmax
+        names = self.interpreter.get_signature_list().get("serving_default", {})
+        super().__init__(path, (names.get("inputs") or [inp["name"]])[0],
+                         tuple(None if d < 0 else int(d) for d in inp["shape_signature"]),
+                         (names.get("outputs") or [out["name"]])[0])
+
+    def quantised(self):
+        """True for an int8 file: any of its tensors is stored as 8-bit integers."""
+        return any(t["dtype"] in (np.int8, np.uint8) for t in self.interpreter.get_tensor_details())
+
+    def run(self, x):
+        # The interpreter has fixed tensor shapes: resize only when the batch size changes, since that
+        # re-plans its memory.
+        if self.allocated != x.shape:
+            self.interpreter.resize_tensor_input(self.input_index, x.shape)
+            self.interpreter.allocate_tensors()
+            self.allocated = x.shape
+        self.interpreter.set_tensor(self.input_index, x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output_index)
+
+
+def open_model(path, threads=None):
+    """A Runner for the model file at `path`, whatever its kind; a missing or broken file is a UserError."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    kind = kind_of(path)
+    if kind == "keras":
+        return KerasRunner(path)
+    if kind == "saved_model":
+        return SavedModelRunner(path)
+    return (OnnxRunner if kind == "onnx" else LiteRTRunner)(path, threads)
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
