@@ -6,6 +6,8 @@ import re
 import pytest
 from conftest import run_script
 
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
+
 
 def test_train_speed_prints_a_ratio_for_each_setting():
     proc = run_script("benchmarks/train_speed.py", "--rounds", "1", "--images", "512", "--batch-sizes", "64",
@@ -53,7 +55,6 @@ def test_time_to_accuracy_runs_the_command_line_and_reports_the_accuracy_it_prin
         assert re.search(r"command to result \d+ s \(\d+\.\d\d baseline epochs\)", proc.stdout), proc.stdout[-1000:]
 
 
-@pytest.mark.slow
 def test_inference_speed_times_every_runtime_at_batch_1_and_a_large_batch():
     proc = run_script("benchmarks/inference_speed.py", "--calls", "3", "--rounds", "1", "--batch", "16")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -8,6 +8,7 @@ import pytest
 from conftest import ROOT, assert_clean_error, run_script
 
 
+@pytest.mark.slow
 def test_help_lists_every_flag_without_importing_tensorflow():
     import subprocess
     import sys
@@ -25,6 +26,7 @@ def test_help_lists_every_flag_without_importing_tensorflow():
     assert "(default: 20;" in proc.stdout and "(default: 0.001;" in proc.stdout  # and the fast recipe's values
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -95,6 +97,7 @@ def test_every_hyperparameter_can_be_swept():
         assert list(grid[0]) == [name]
 
 
+@pytest.mark.slow
 def test_end_to_end_run_writes_every_output(tiny_run):
     import keras
     import numpy as np
@@ -118,6 +121,7 @@ def test_end_to_end_run_writes_every_output(tiny_run):
     assert model.predict(np.zeros((2, 28, 28, 1), "float32"), verbose=0).shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_a_run_name_is_never_reused_and_nothing_is_overwritten(tiny_run):
     out, _, _ = tiny_run
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
@@ -126,6 +130,7 @@ def test_a_run_name_is_never_reused_and_nothing_is_overwritten(tiny_run):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["file", "file/below"])  # tests run as root: only a file in the way stops writes
 def test_an_unwritable_out_fails_before_training(tmp_path, where):
     not_a_folder = tmp_path / "file"
@@ -136,11 +141,13 @@ def test_an_unwritable_out_fails_before_training(tmp_path, where):
     assert not_a_folder.read_text() == "I am a file"
 
 
+@pytest.mark.slow
 def test_missing_data_names_the_folder(tmp_path):
     proc = run_script("fashion_mnist.py", "--data-dir", tmp_path / "nowhere", "--out", tmp_path)
     assert_clean_error(proc, 1, "nowhere", "no such folder")
 
 
+@pytest.mark.slow
 def test_run_record_is_valid_json_with_the_history(tiny_run):
     out, _, record = tiny_run
     assert record["history"] == pickle.loads((out / "history" / "tiny.pkl").read_bytes())
@@ -209,6 +216,7 @@ def _data_dir_with(tmp_path, name, content):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(_broken_files()))
 def test_bad_data_is_refused_in_one_line_and_nothing_is_written(tmp_path, case):
     name, content, message = _broken_files()[case]
@@ -223,6 +231,7 @@ def test_bad_data_is_refused_in_one_line_and_nothing_is_written(tmp_path, case):
     assert earlier.read_text() == '{"run": "earlier"}'
 
 
+@pytest.mark.slow
 def test_no_verify_trains_on_data_modified_on_purpose(tmp_path):
     name, content, _ = _broken_files()["checksum mismatch"]
     data_dir = _data_dir_with(tmp_path, name, content)
@@ -258,6 +267,7 @@ def test_a_run_that_fails_before_training_gives_its_name_back(tmp_path):
     assert reserve_run(tmp_path, "early", None).name == "early"
 
 
+@pytest.mark.slow
 def test_run_files_honour_the_umask_like_open(tiny_run):
     """mkstemp creates files 0600: a teammate or a web server could not read a run's model, history or record."""
     import os

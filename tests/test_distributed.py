@@ -8,7 +8,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import ROOT, _script_env, assert_clean_error, run_script
+
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
 TINY = ("--model", "cnn", "--epochs", 1, "--limit", 600, "--batch-size", 32)
 

@@ -11,6 +11,7 @@ from fmnist.history import HistoryError, read_history
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_plots_the_history_of_a_real_run(tiny_run):
     out, _, _ = tiny_run
     proc = run_script("graph_history.py", out / "history" / "tiny.pkl")
@@ -20,6 +21,7 @@ def test_plots_the_history_of_a_real_run(tiny_run):
     assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_plots_several_runs_and_old_keras_keys_in_one_figure(tmp_path, tiny_run):
     out, _, _ = tiny_run
     old = tmp_path / "keras2.pkl"  # Keras 2.2 wrote acc/val_acc, and NumPy floats
@@ -34,6 +36,7 @@ def test_plots_several_runs_and_old_keras_keys_in_one_figure(tmp_path, tiny_run)
     assert read_history(old)["acc"] == pytest.approx([0.5, 0.7])
 
 
+@pytest.mark.slow
 def test_a_history_without_accuracy_still_plots(tmp_path):
     loss_only = tmp_path / "loss_only.pkl"
     loss_only.write_bytes(pickle.dumps({"loss": [1.0, 0.5]}))
@@ -42,6 +45,7 @@ def test_a_history_without_accuracy_still_plots(tmp_path):
     assert (tmp_path / "loss_only.png").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -58,6 +62,7 @@ def test_a_file_that_is_not_a_history_gets_a_clear_error(tmp_path, content, mess
     assert not (tmp_path / "bad.png").exists()
 
 
+@pytest.mark.slow
 def test_a_missing_file_gets_a_clear_error(tmp_path):
     assert_clean_error(run_script("graph_history.py", tmp_path / "missing.pkl"), 1, "file not found")
 
@@ -86,6 +91,7 @@ def _payloads(marker):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 @pytest.mark.parametrize("callable_name", ["posix.system", "subprocess.Popen", "subprocess.check_call",
                                            "builtins.eval", "builtins.exec"])
@@ -102,6 +108,7 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path, callable_name, protoc
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("callable_name", ["posix.system", "subprocess.Popen", "builtins.eval", "builtins.exec"])
 def test_graph_history_refuses_a_pickle_that_would_run_code(tmp_path, callable_name):
     marker = tmp_path / "pwned"
@@ -197,6 +204,7 @@ def test_fuzz_a_changed_byte_in_a_numpy_history_loads_plain_data_or_is_refused(p
     assert all(type(key) is str and all(type(v) is float for v in values) for key, values in history.items())
 
 
+@pytest.mark.slow
 def test_graph_history_plots_a_numpy_array_history(tmp_path):
     import numpy as np
 

@@ -79,6 +79,7 @@ def test_summary_metrics_match_keras():
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_training_run_prints_and_records_the_test_report(tiny_run):
     out, proc, record = tiny_run
     test = record["test"]
@@ -96,6 +97,7 @@ def test_a_training_run_prints_and_records_the_test_report(tiny_run):
     assert "precision" in proc.stdout and "Shirt" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_training_run_writes_the_report_figures(tiny_run):
     out, _, record = tiny_run
     assert set(record["figures"]) == {"confusion", "misclassified", "feature-maps", "confused-pair"}  # cnn: convs
@@ -106,6 +108,7 @@ def test_a_training_run_writes_the_report_figures(tiny_run):
         assert width > 800 and height > 250
 
 
+@pytest.mark.slow
 def test_tensorboard_has_epoch_images_test_figures_and_hparams(tiny_run):
     from tensorboard.plugins.hparams import metadata as hparams_metadata
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -141,6 +144,7 @@ def test_tensorboard_has_epoch_images_test_figures_and_hparams(tiny_run):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_evaluate_reproduces_the_report_and_never_overwrites(tiny_run, tmp_path):
     out, _, record = tiny_run
     model = out / "models" / "tiny.keras"
@@ -160,6 +164,7 @@ def test_evaluate_reproduces_the_report_and_never_overwrites(tiny_run, tmp_path)
     assert (tmp_path / "tiny-2-evaluation.json").exists() and (tmp_path / "tiny-2-confusion.png").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_takes_a_compatible_model_from_elsewhere(tmp_path):
     import keras
 
@@ -201,6 +206,7 @@ def test_tta_averages_the_prediction_over_mirrored_and_shifted_copies(tta, copie
         assert not np.allclose(averaged, predict_probabilities(model, images), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_incompatible_or_broken_models_are_refused(tmp_path):
     import keras
 
@@ -251,6 +257,7 @@ def product_photo(image, seed):
     return Image.fromarray(np.stack([photo, photo * 0.98, photo * 0.95], -1).clip(0, 255).astype(np.uint8))
 
 
+@pytest.mark.slow
 def test_dataset_images_come_back_unchanged_and_resized_ones_close(confident_test_images):
     from PIL import Image
 
@@ -268,6 +275,7 @@ def test_dataset_images_come_back_unchanged_and_resized_ones_close(confident_tes
     assert np.mean(differences) < 20  # out of 255: resampling blurs a little, the garment stays in place
 
 
+@pytest.mark.slow
 def test_predict_agrees_with_the_model_on_pngs_of_any_size_and_colour(confident_test_images, tiny_run, tmp_path):
     from PIL import Image
 
@@ -301,6 +309,7 @@ def test_predict_agrees_with_the_model_on_pngs_of_any_size_and_colour(confident_
         assert top[0]["class"] == CLASS_NAMES[label], path.name
 
 
+@pytest.mark.slow
 def test_predict_prints_the_top_3_as_text(confident_test_images, tiny_run, tmp_path):
     from PIL import Image
 
@@ -380,6 +389,7 @@ def test_predict_survives_hostile_and_unlucky_files(confident_test_images, tiny_
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_sweep_trains_each_value_and_compares_them(tmp_path):
     proc = run_script("fashion_mnist.py", "--sweep", "batch_size=64,128", "--limit", 300, "--epochs", 1,
                       "--val-fraction", 0.02,
@@ -414,6 +424,7 @@ def test_a_sweep_trains_each_value_and_compares_them(tmp_path):
     assert "graph_history.py" in proc.stdout and "--validation-only" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sweep, message",
     [
@@ -429,6 +440,7 @@ def test_a_bad_sweep_exits_2_before_training(sweep, message):
     assert_clean_error(run_script("fashion_mnist.py", "--sweep", sweep), 2, message)
 
 
+@pytest.mark.slow
 def test_the_same_hyperparameter_cannot_be_swept_twice():
     proc = run_script("fashion_mnist.py", "--sweep", "epochs=1,2", "--sweep", "epochs=3")
     assert_clean_error(proc, 2, "swept twice")
@@ -451,6 +463,7 @@ def test_sweep_grid_is_the_product_of_all_sweeps():
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_show_data_writes_a_labelled_sprite_and_a_tensorboard_image(tmp_path):
     proc = run_script("fashion_mnist.py", "show-data", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -469,6 +482,7 @@ def test_show_data_writes_a_labelled_sprite_and_a_tensorboard_image(tmp_path):
     assert (tmp_path / "tensorboard_logs" / "dataset-2").is_dir()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["evaluate", "predict", "export", "show-data"])
 def test_command_help_answers_without_tensorflow(command):
     import subprocess

@@ -1,6 +1,9 @@
 import json
 
+import pytest
 from conftest import run_script
+
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
 
 def test_cnn_learns_fashion_mnist_from_10000_images(tmp_path):

@@ -6,6 +6,7 @@ from fmnist.fast_ops import use_byte_mask_dropout, use_fused_adam_kernel, use_fu
 from fmnist.training import compile_model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_each_model_builds_and_takes_a_training_step(name):
     import keras
@@ -24,6 +25,7 @@ def test_each_model_builds_and_takes_a_training_step(name):
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adamw", [False, True])
 def test_fused_adam_kernel_trains_exactly_like_keras_adam(adamw, tmp_path):
     import keras
@@ -129,6 +131,7 @@ def test_resnet18_has_the_published_size_and_scales_its_width():
     assert small.count_params() < full.count_params() / 10
 
 
+@pytest.mark.slow
 def test_fast_ops_check_the_keras_internals_they_use_and_fall_back_without_them(monkeypatch, capsys):
     import keras
     from keras.src.optimizers.base_optimizer import BaseOptimizer

@@ -19,6 +19,8 @@ from conftest import ROOT, assert_clean_error, run_script, start_script
 
 from fmnist.history import read_history
 
+pytestmark = pytest.mark.slow  # every test here trains or starts processes
+
 # A few seconds an epoch; a small validation set keeps the epoch ends quick too.
 SMALL = ("--limit", 1000, "--val-fraction", 0.02, "--epochs", 2)
 
@@ -246,7 +248,6 @@ def _snapshot(folder):
     return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
 
 
-@pytest.mark.slow
 def test_a_run_in_use_is_refused_to_a_second_process_and_freed_when_its_process_dies(tmp_path):
     """The run stopped with Ctrl-Z (SIGSTOP), mid-training: --resume names its process and touches nothing. Once it
     is killed the lock is gone, and --resume removes the run's own temporary files but not those of run
@@ -303,7 +304,6 @@ def test_claimed_names_are_never_handed_out_twice(tmp_path):
     assert (first.name, second.name) == ("cnn-20260101-000000", "cnn-20260101-000000-2")
 
 
-@pytest.mark.slow
 def test_a_run_reserved_by_one_process_is_refused_to_another(tmp_path):
     import os
     import subprocess
@@ -426,7 +426,6 @@ def test_resume_takes_a_checked_record_and_maps_the_old_tta_switch(tmp_path):
     assert read_resume_point(_resume_config(tmp_path, "r3"))[0].keep == config.keep
 
 
-@pytest.mark.slow
 def test_a_bad_record_is_refused_in_one_line_before_tensorflow_loads(tmp_path):
     import subprocess
     import sys
