@@ -1,9 +1,15 @@
 """Why the model decided: a heat map per image of where its evidence for a class lies.
 
-Convolutional models get Grad-CAM (Selvaraju et al. 2017; keras-io's `grad_cam` example is the reference): the
-last Conv2D layer's feature maps, weighted by the mean gradient of the class score over each map, summed, kept
-where positive, and scaled up to 28x28. A model without convolutions (the mlp) gets the gradient of the class
-score with respect to the input pixels instead (saliency, Simonyan et al. 2013).
+Convolutional models get Grad-CAM (Selvaraju et al. 2017; keras-io's `grad_cam` example is the reference): a
+layer's feature maps, weighted by the gradient of the class score, summed over channels, kept where positive, and
+scaled up to 28x28. A model without convolutions (the mlp) gets the gradient of the class score with respect to
+the input pixels instead (saliency, Simonyan et al. 2013).
+
+Deviations, because keras-io's maps put much of their heat on the black background: activations count relative
+to a black image's, which every image shares, times the gradient integrated between the two, element-wise
+(HiResCAM, Draelos & Carin 2020, with integrated gradients, Sundararajan et al. 2017); the layer is the last one
+with a map at least MIN_SIDE wide (a 7x7 cell holds a sleeve and the gap beside it); each cell lands on its
+receptive field's centre.
 
 The class score is the logit, the last Dense layer's output before its softmax, as in keras-io's example:
 through the softmax, the gradient of a class that is nearly certain vanishes.
@@ -16,19 +22,144 @@ import numpy as np
 from fmnist import CLASS_NAMES
 
 SIDE = 28
+MIN_SIDE = 10  # the coarsest map explained: cells of at most 3x3 pixels
+STEPS = 16  # points on the path from the black image's activations to this image's (midpoint rule)
 
 
-def last_conv_layer(model):
-    """The last Conv2D layer of `model`, or None for a model without one."""
+def feature_layer(model):
+    """The layer whose feature maps are explained, or None for a model without Conv2D layers: the last Conv2D whose
+    map is at least MIN_SIDE wide (the first Conv2D if none is), or, where the Conv2D's block goes on at the same
+    resolution (BatchNormalization, Add), the first activation layer that ends it."""
     import keras
 
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    return convs[-1] if convs else None
+    if not convs:
+        return None
+    conv = ([layer for layer in convs if min(layer.output.shape[1:3]) >= MIN_SIDE] or convs[:1])[-1]
+    activations = (keras.layers.ReLU, keras.layers.Activation, keras.layers.LeakyReLU, keras.layers.ELU,
+                   keras.layers.PReLU)
+    for layer in model.layers[model.layers.index(conv) + 1:]:
+        if isinstance(layer, keras.layers.Conv2D) or not _same_grid(layer.output, conv.output):
+            break
+        if isinstance(layer, activations):
+            return layer
+    return conv
+
+
+def _same_grid(a, b):
+    return not isinstance(a, list | tuple) and len(a.shape) == 4 and a.shape[1:3] == b.shape[1:3]
 
 
 def method_name(model):
-    conv = last_conv_layer(model)
-    return f"Grad-CAM on {conv.name}" if conv else "input-gradient saliency"
+    layer = feature_layer(model)
+    if layer is None:
+        return "input-gradient saliency"
+    return f"Grad-CAM (integrated, from black) on {layer.name}, {layer.output.shape[1]}x{layer.output.shape[2]}"
+
+
+def receptive_field_centres(model, layer):
+    """(offset, stride) per image axis (rows, columns): position i of `layer`'s map is centred on input pixel
+    offset + stride * i. Follows the first input back to the model's input through Conv2D and pooling layers."""
+    import keras
+
+    chain, tensor = [], _output_of(model, layer)
+    while True:
+        op, node = _producer(tensor)
+        if isinstance(op, keras.layers.InputLayer) or not node.input_tensors:
+            break
+        tensor = node.input_tensors[0]
+        chain.append((op, tensor.shape, node.output_tensors[0].shape))
+    geometry = [(0.0, 1), (0.0, 1)]
+    for op, shape_in, shape_out in reversed(chain):
+        if isinstance(op, keras.layers.Conv2D):
+            kernel = op.kernel_size
+        elif isinstance(op, keras.layers.MaxPooling2D | keras.layers.AveragePooling2D):
+            kernel = op.pool_size
+        else:
+            continue
+        for axis in (0, 1):
+            size_in, size_out = shape_in[1 + axis], shape_out[1 + axis]
+            k, s = kernel[axis], op.strides[axis]
+            before = max((size_out - 1) * s + k - size_in, 0) // 2 if op.padding == "same" else 0
+            offset, stride = geometry[axis]
+            geometry[axis] = (offset + stride * ((k - 1) / 2 - before), stride * s)
+    return geometry
+
+
+def _producer(tensor):
+    """The layer that computed a symbolic tensor, and the call (node) in which it did."""
+    history = tensor._keras_history
+    return history.operation, history.operation._inbound_nodes[history.node_index]
+
+
+def _output_of(model, layer):
+    """`layer`'s output in the graph from the model's inputs to its outputs. (`layer.output` is its first call's,
+    and a loaded Sequential model calls its layers once per layer added: the first is a graph of its own.)"""
+    stack, seen = list(model.outputs), set()
+    while stack:
+        tensor = stack.pop()
+        op, node = _producer(tensor)
+        if op is layer:
+            return tensor
+        for parent in node.input_tensors:
+            if id(parent) not in seen:
+                seen.add(id(parent))
+                stack.append(parent)
+    raise ValueError(f"{layer.name} does not lead to {model.name}'s outputs")
+
+
+def _interpolation(size, offset, stride):
+    """(SIDE, size): linear interpolation from a map's positions (centred at offset + stride * i) to the pixels,
+    holding the edge values beyond the outermost centres."""
+    u = np.clip((np.arange(SIDE) - offset) / stride, 0, size - 1)
+    low = np.floor(u).astype(int)
+    high = np.minimum(low + 1, size - 1)
+    matrix = np.zeros((SIDE, size))
+    np.add.at(matrix, (np.arange(SIDE), low), 1 - (u - low))
+    np.add.at(matrix, (np.arange(SIDE), high), u - low)
+    return matrix
+
+
+def attributions(model, images, classes, steps=STEPS):
+    """(N, h, w) float32, signed: for each uint8 image (N, 28, 28) how much each position of feature_layer(model)
+    adds to the logit of its class in `classes` (N,) over an all-black image: the activations' change from the
+    black image's times the class score's gradient averaged along the straight path between them, summed over
+    channels. Over all positions it adds up to that change of the score (up to the midpoint rule's error)."""
+    import keras
+    import tensorflow as tf
+
+    from fmnist.evaluation import float32_copy, model_input
+
+    model = float32_copy(model)
+    layer, (head, scores) = feature_layer(model), _class_scores(model)
+    features_tensor = _output_of(model, layer)
+    probe = keras.Model(model.inputs[0], features_tensor)
+    rest = keras.Model(features_tensor, head)
+    x = tf.convert_to_tensor(model_input(model, images))
+    features = probe(x, training=False)
+    black = probe(tf.zeros_like(x[:1]), training=False)
+    chosen = tf.one_hot(np.asarray(classes, "int64"), len(CLASS_NAMES))
+    gradient = tf.zeros_like(features)
+    for t in (np.arange(steps) + 0.5) / steps:
+        between = black + float(t) * (features - black)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:  # no gradients for the weights
+            tape.watch(between)
+            # Each image's score depends on that image alone, so one gradient of the sum gives every image's own.
+            total = tf.reduce_sum(scores(rest(between, training=False)) * chosen)
+        gradient += tape.gradient(total, between) / steps
+    return tf.reduce_sum((features - black) * gradient, axis=-1).numpy().astype("float32")
+
+
+def _class_scores(model):
+    """(head, scores): the tensor that the class scores are computed from, and the function that computes them:
+    the logits where the last layer is a Dense softmax (its input times its kernel plus its bias), else the
+    outputs as they are."""
+    import keras
+
+    last, node = _producer(model.outputs[0])
+    if isinstance(last, keras.layers.Dense) and last.activation is keras.activations.softmax:
+        return node.input_tensors[0], lambda head: keras.ops.matmul(head, last.kernel) + last.bias
+    return model.outputs[0], lambda head: head
 
 
 def heat_maps(model, images, classes):
@@ -36,36 +167,35 @@ def heat_maps(model, images, classes):
 
     Each map is scaled so that its hottest pixel is 1 (all zeros where there is no positive evidence).
     """
+    layer = feature_layer(model)
+    if layer is not None:
+        cells = np.maximum(attributions(model, images, classes), 0)
+        (row_offset, row_stride), (column_offset, column_stride) = receptive_field_centres(model, layer)
+        rows = _interpolation(cells.shape[1], row_offset, row_stride)
+        columns = _interpolation(cells.shape[2], column_offset, column_stride)
+        heat = np.einsum("ph,nhw,qw->npq", rows, cells, columns).astype("float32")
+    else:
+        heat = _saliency(model, images, classes)
+    peak = heat.max(axis=(1, 2), keepdims=True)
+    return np.divide(heat, peak, out=np.zeros_like(heat), where=peak > 0)
+
+
+def _saliency(model, images, classes):
+    """|d logit / d pixel| for each image's class (N, 28, 28)."""
     import keras
     import tensorflow as tf
 
     from fmnist.evaluation import float32_copy, model_input
 
     model = float32_copy(model)
-    conv, last = last_conv_layer(model), model.layers[-1]
-    # The logits are the last Dense layer's input times its kernel plus its bias; other heads use the output.
-    logits = isinstance(last, keras.layers.Dense) and last.activation is keras.activations.softmax
-    head = last.input if logits else model.outputs[0]
-    probe = keras.Model(model.inputs, [conv.output, head] if conv else [head])
+    head, scores = _class_scores(model)
+    probe = keras.Model(model.inputs[0], head)
     x = tf.convert_to_tensor(model_input(model, images))
     chosen = tf.one_hot(np.asarray(classes, "int64"), len(CLASS_NAMES))
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(x)
-        outputs = probe(x, training=False)
-        outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
-        scores = keras.ops.matmul(outputs[-1], last.kernel) + last.bias if logits else outputs[-1]
-        # Each image's score depends on that image alone, so one gradient of the sum gives every image's own.
-        total = tf.reduce_sum(scores * chosen)
-    if conv:
-        maps = outputs[0]
-        weights = tf.reduce_mean(tape.gradient(total, maps), axis=(1, 2), keepdims=True)
-        heat = tf.nn.relu(tf.reduce_sum(maps * weights, axis=-1))[..., None]
-        heat = tf.image.resize(heat, (SIDE, SIDE), method="bilinear")[..., 0]
-    else:
-        heat = tf.abs(tf.reshape(tape.gradient(total, x), (-1, SIDE, SIDE)))
-    heat = heat.numpy().astype("float32")
-    peak = heat.max(axis=(1, 2), keepdims=True)
-    return np.divide(heat, peak, out=np.zeros_like(heat), where=peak > 0)
+        total = tf.reduce_sum(scores(probe(x, training=False)) * chosen)
+    return tf.abs(tf.reshape(tape.gradient(total, x), (-1, SIDE, SIDE))).numpy().astype("float32")
 
 
 def write_explanations(model, images, probabilities, image_paths):
