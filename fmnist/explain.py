@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import CLASS_NAMES
+from fmnist import IMAGE_SIDE as SIDE
 
-SIDE = 28
 MIN_SIDE = 10  # the coarsest map explained: cells of at most 3x3 pixels
 STEPS = 16  # points on the path from the black image's activations to this image's (midpoint rule)
 

@@ -11,8 +11,8 @@ import warnings
 import numpy as np
 
 from fmnist import CLASS_NAMES, UserError
+from fmnist import IMAGE_SIDE as SIDE
 
-SIDE = 28
 TOP = 3
 OBJECT_THRESHOLD = 0.05  # brighter than this share of the brightest pixel: the garment, not background noise
 # Decoding costs about 26 bytes a pixel; 40 megapixels (a large phone photo) is about 1 GB at most.
