@@ -43,8 +43,8 @@ def model_input(model, images):
 
 
 # Test-time augmentation: the copies of each image whose predictions are averaged, by --tta. They should match the
-# training augmentation: shifted copies added 0.32 % for `best` (trained with shifts) and cost `fast` (trained with
-# flips alone) 0.20 % (README: Speed and accuracy).
+# training augmentation: shifted copies help a net trained with shifts and hurt one trained on flips alone
+# (docs/experiments.md).
 TTA_VIEWS = {
     "none": ((False, 0),),
     "flip": ((False, 0), (True, 0)),  # (mirrored, pixels shifted right)
