@@ -170,8 +170,6 @@ def config_class(settings):
                                       namespace={"SETTINGS": settings}, frozen=True)
 
 
-Config = config_class(SETTINGS)
-
 
 def hyperparameter_defaults(namespace, settings=SETTINGS):
     """{name: value} from the top-of-file block (`namespace`, the script's globals) for every hyperparameter.
