@@ -20,29 +20,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-from machine import describe_machine  # noqa: E402
-
-FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def cpu_flags():
-    """The CPU's vector-instruction flags that decide which kernels the runtimes use."""
-    try:
-        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    present = set(line.split(":", 1)[1].split())
-    return " ".join(flag for flag in FLAGS if flag in present) or "none of " + " ".join(FLAGS)
+from machine import describe_machine, isa_flags  # noqa: E402
 
 
 def make_runners(model, folder):
     """{label: function(float32 batch) -> probabilities}, from the model and the files exported from it."""
-    from fmnist.export import write_int8_tflite
+    from fmnist.export import KERAS_FORMAT, write_int8_tflite
     from fmnist.runtimes import LiteRTRunner, OnnxRunner, SavedModelRunner
 
     paths = {"saved_model": folder / "m.savedmodel", "onnx": folder / "m.onnx", "litert": folder / "m.tflite"}
     for fmt, path in paths.items():
-        model.export(str(path), format={"saved_model": "tf_saved_model"}.get(fmt, fmt), verbose=False)
+        model.export(str(path), format=KERAS_FORMAT[fmt], verbose=False)
     from fmnist.data import load_fashion_mnist
 
     write_int8_tflite(model, folder / "m.int8.tflite", load_fashion_mnist().x_train)
@@ -111,7 +99,7 @@ def main(argv):
     from fmnist.evaluation import float32_copy, load_model
 
     print(describe_machine())
-    print(f"CPU flags: {cpu_flags()}")
+    print(f"CPU flags: {' '.join(isa_flags()) or 'no AVX2'}")
     if args.model:
         model = float32_copy(load_model(args.model))
         what = args.model

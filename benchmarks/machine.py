@@ -4,8 +4,8 @@ import os
 import platform
 from pathlib import Path
 
-# The instruction sets that decide how fast a CPU trains, newest last.
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+# The instruction sets that decide how fast a CPU trains and serves (VNNI and AMX-INT8: int8 inference), newest last.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
 def _cpuinfo_values(field):

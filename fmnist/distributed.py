@@ -36,6 +36,7 @@ import tempfile
 from dataclasses import dataclass
 
 from fmnist import UserError
+from fmnist.errors import first_line
 
 WEIGHTS_DIGEST_ENV = "FMNIST_WEIGHTS_SHA256_FILE"
 
@@ -173,7 +174,7 @@ class MultiWorkerDevices(Devices):
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
                 tf.errors.InternalError) as e:
             raise UserError(f"{self.role.task}: lost another worker, so every worker stops ({type(e).__name__}: "
-                            f"{_first_line(e)})") from None
+                            f"{first_line(e)})") from None
         write_weights_digest(model)
 
     def model_to_report(self, model, build):
@@ -214,7 +215,7 @@ def _join_cluster(create, role, timeout):
         with _watchdog(timeout, last_words):
             return create()
     except Exception as e:  # noqa: BLE001 - any failure to connect means the same to the user
-        raise UserError(f"could not join the cluster in TF_CONFIG: {_first_line(e)}") from None
+        raise UserError(f"could not join the cluster in TF_CONFIG: {first_line(e)}") from None
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -244,10 +245,6 @@ def _watchdog(timeout, last_words):
                 faulthandler.cancel_dump_traceback_later()
     finally:
         announcer.wait()  # it ends as soon as the pipe closes
-
-
-def _first_line(error):
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def shard_by_data(dataset):

@@ -6,6 +6,12 @@ import sys
 from fmnist import UserError
 
 
+def first_line(error, limit=200):
+    """The first line of an exception's message (at most `limit` characters), or its type's name if it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 def run_guarded(main):
     """Run main() and turn failures into one line on stderr: exit 1 for errors, 130 for Ctrl-C.
 

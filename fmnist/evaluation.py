@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import CLASS_NAMES, IMAGE_SIDE, NUM_CLASSES, UserError
+from fmnist.errors import first_line
 
 EPSILON = 1e-7  # Keras's cross-entropy clips probabilities to [EPSILON, 1 - EPSILON]; so does ours
 
@@ -23,8 +24,7 @@ def load_model(path):
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - a broken or foreign file can fail in many ways; all mean the same
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: not a loadable .keras model ({message})") from None
+        raise UserError(f"{path}: not a loadable .keras model ({first_line(e)})") from None
     inputs, outputs = model.input_shape, model.output_shape
     side = IMAGE_SIDE
     if not isinstance(inputs, tuple) or tuple(inputs[1:]) not in ((side, side), (side, side, 1)):
@@ -36,10 +36,15 @@ def load_model(path):
     return model
 
 
+def as_input(images, input_shape):
+    """uint8 images (N, 28, 28) as the float32 batch a model of `input_shape` takes: with the channel axis if any."""
+    images = np.asarray(images, dtype="float32")
+    return images[..., None] if len(input_shape) == 4 else images
+
+
 def model_input(model, images):
     """uint8 images (N, 28, 28) as the float32 batch the model takes: with or without the channel axis."""
-    images = np.asarray(images, dtype="float32")
-    return images[..., None] if len(model.input_shape) == 4 else images
+    return as_input(images, model.input_shape)
 
 
 # Test-time augmentation: the copies of each image whose predictions are averaged, by --tta. They should match the

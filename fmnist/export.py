@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import CLASS_NAMES, UserError
+from fmnist.errors import first_line
 
 FORMATS = ("saved_model", "onnx", "litert")
 SUFFIX = {"saved_model": ".savedmodel", "onnx": ".onnx", "litert": ".tflite", "int8": ".int8.tflite"}
@@ -135,8 +136,9 @@ def write_int8_tflite(model, path, train_images, count=CALIBRATION_IMAGES, seed=
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
-    calibration = train_images[rng.choice(len(train_images), count, replace=False)].astype("float32")
-    calibration = calibration[..., None] if len(model.input_shape) == 4 else calibration
+    from fmnist.evaluation import model_input
+
+    calibration = model_input(model, train_images[rng.choice(len(train_images), count, replace=False)])
     with tempfile.TemporaryDirectory() as saved:  # the converter reads a SavedModel; Keras writes one
         model.export(saved, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
@@ -220,7 +222,7 @@ class _staged:
         if isinstance(error, UserError | KeyboardInterrupt):
             return False
         if error is not None:  # a failure inside a converter: one line, naming the file it was making
-            raise UserError(f"{self.path.name}: export failed ({_first_line(error)})") from None
+            raise UserError(f"{self.path.name}: export failed ({first_line(error)})") from None
         return False
 
 
@@ -252,7 +254,3 @@ def _size(path):
     path = Path(path)
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -40,20 +40,28 @@ def _json_safe(value):
     return value
 
 
+def read_capped(path):
+    """The bytes of `path`; a file over MAX_FILE_BYTES is refused (ValueError) without being read whole."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise ValueError(f"over {MAX_FILE_BYTES // 2**20} MB, too big for a history or a run record")
+    return raw
+
+
 def read_history(path):
     """The {metric: [one value per epoch]} dict from a history pickle or a JSON run record."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+        raw = read_capped(path)
     except FileNotFoundError:
         raise HistoryError(f"{path}: file not found") from None
     except OSError as e:
         raise HistoryError(f"{path}: cannot read ({e.strerror or e})") from None
+    except ValueError as e:
+        raise HistoryError(f"{path}: {e}") from None
     if not raw:
         raise HistoryError(f"{path}: the file is empty")
-    if len(raw) > MAX_FILE_BYTES:
-        raise HistoryError(f"{path}: over {MAX_FILE_BYTES // 2**20} MB, too big for a history")
 
     if raw[:1] in (b"{", b"[") or path.suffix == ".json":
         try:
@@ -70,10 +78,10 @@ def read_history(path):
         except Exception as e:  # noqa: BLE001 - a corrupt pickle can raise almost anything
             message = str(e).splitlines()[0][:200] if str(e) else ""
             raise HistoryError(f"{path}: not a readable pickle ({type(e).__name__}: {message})") from None
-    return _check_history(data, path)
+    return check_history(data, path)
 
 
-def _check_history(data, path):
+def check_history(data, path):
     if not isinstance(data, dict) or not data:
         raise HistoryError(f"{path}: not a Keras history (expected a dict of metric name -> list of values, "
                            f"got {type(data).__name__})")

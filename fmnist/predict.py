@@ -12,6 +12,7 @@ import numpy as np
 
 from fmnist import CLASS_NAMES, UserError
 from fmnist import IMAGE_SIDE as SIDE
+from fmnist.errors import first_line
 
 TOP = 3
 OBJECT_THRESHOLD = 0.05  # brighter than this share of the brightest pixel: the garment, not background noise
@@ -91,8 +92,7 @@ def read_image(path):
         raise UserError(f"{path}: too many pixels to decode safely (over {MAX_PIXELS / 1e6:g} megapixels); "
                         "make it smaller") from None
     except Exception as e:  # noqa: BLE001 - a broken file can make a decoder raise almost anything
-        message = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise UserError(f"{path}: cannot read the image ({message})") from None
+        raise UserError(f"{path}: cannot read the image ({first_line(e)})") from None
 
 
 def top_classes(probabilities, count=TOP):

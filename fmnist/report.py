@@ -10,7 +10,7 @@ from fmnist import CLASS_NAMES, UserError
 from fmnist.atomic_files import write_atomically
 from fmnist.evaluation import conv_feature_maps, load_model, predict_probabilities, summarise
 from fmnist.figures import figure_png, plot_confusion_matrix, plot_feature_maps, plot_predictions
-from fmnist.runs import claim_stem, free_stem, write_new
+from fmnist.runs import claimed_stem, free_stem, write_new
 
 MISTAKES_SHOWN = 24
 FEATURE_MAP_IMAGE = 0  # the test image whose feature maps are drawn (an ankle boot)
@@ -97,17 +97,12 @@ def evaluate_saved_model(model_path, out, data_dir=None, verify=True, tta="none"
         raise UserError(f"cannot write to {folder}: {e.strerror or e}") from None
     suffixes = ["-evaluation.json"] + [f"-{name}.png" for name in FIGURE_NAMES]
     # The name is taken at once (an empty -evaluation.json), so two evaluations of one model never share it.
-    stem = claim_stem(folder, model_path.stem, suffixes, "-evaluation.json")
-    record_path = folder / f"{stem}-evaluation.json"
-    try:
+    with claimed_stem(folder, model_path.stem, suffixes, "-evaluation.json") as stem:
+        record_path = folder / f"{stem}-evaluation.json"
         print(f"Model: {model_path} ({model.name}, {model.count_params():,} parameters); data: {data.source}")
         summary, figures = write_report(model, data.x_test, data.y_test, folder=folder, stem=stem, tta=tta)
         record = {"model": str(model_path), "data_source": data.source, "tta": tta, "test": summary,
                   "figures": figures}
         write_atomically(record_path, (json.dumps(record, indent=2) + "\n").encode())
-    except BaseException:
-        if record_path.is_file() and record_path.stat().st_size == 0:
-            record_path.unlink()
-        raise
     print(f"Report: {record_path}")
     return 0

@@ -11,7 +11,7 @@ import shlex
 
 from fmnist import UserError
 from fmnist.config import check_settings
-from fmnist.history import MAX_FILE_BYTES, read_history
+from fmnist.history import check_history, read_capped
 from fmnist.runs import lock_run, reopen_run
 
 RESUMABLE = ("running", "interrupted")  # "running" in a record means the process died without a word
@@ -40,7 +40,7 @@ def read_resume_point(config):
     _checked_record(paths, config)  # a record that cannot be resumed is refused before the lock file is touched
     lock_run(paths)  # from here until the process exits, no other process can use the run
     record, resumed = _checked_record(paths, config)  # again: the run may have moved on while this one started
-    history = read_history(paths.record) if record.get("history") else {}
+    history = check_history(record["history"], paths.record) if record.get("history") else {}
     return resumed, RunSoFar(history, float(record.get("train_seconds", 0.0)))
 
 
@@ -79,11 +79,7 @@ def _with_recorded_settings(config, recorded, record_path):
 def _read_record(paths, name):
     """The run record as a dict, if it is one of a run that can be resumed."""
     try:
-        with open(paths.record, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-        if len(raw) > MAX_FILE_BYTES:
-            raise ValueError(f"over {MAX_FILE_BYTES // 2**20} MB")
-        record = json.loads(raw)
+        record = json.loads(read_capped(paths.record))
     except (OSError, ValueError, RecursionError) as e:
         raise UserError(f"{paths.record}: not a run record this version can resume "
                         f"({type(e).__name__}: {str(e)[:200]})") from None

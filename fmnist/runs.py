@@ -6,6 +6,7 @@ holds the process's PID, so that a second process can say who has the run.
 """
 
 import atexit
+import contextlib
 import fcntl
 import os
 import time
@@ -175,6 +176,19 @@ def claim_stem(folder, stem, suffixes, claim_suffix):
         except OSError as e:
             raise UserError(f"cannot write to {folder}: {e.strerror or e}") from None
     raise UserError(f"could not find a free name for {stem!r} in {folder}")
+
+
+@contextlib.contextmanager
+def claimed_stem(folder, stem, suffixes, claim_suffix):
+    """claim_stem for a block that fills in folder/<stem><claim_suffix>: if the block leaves it empty (it failed
+    or was stopped first), the name is given back."""
+    name = claim_stem(folder, stem, suffixes, claim_suffix)
+    placeholder = Path(folder) / f"{name}{claim_suffix}"
+    try:
+        yield name
+    finally:
+        if placeholder.is_file() and placeholder.stat().st_size == 0:
+            placeholder.unlink()
 
 
 def write_new(path, data: bytes):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import UserError
+from fmnist.errors import first_line
 
 BATCH = 500  # images per call when running a whole set: big enough to amortise the call, small enough for memory
 INSTALL = {  # module -> the command that installs it (all are in requirements.txt)
@@ -66,18 +67,13 @@ class Runner:
         self.path, self.input_name, self.input_shape, self.output_name = Path(path), input_name, input_shape, \
             output_name
 
-    def batch(self, images):
-        """uint8 images (N, 28, 28) as the float32 batch this file takes: 0-255, with the channel axis if any."""
-        x = np.asarray(images, dtype="float32")
-        return x[..., None] if len(self.input_shape) == 4 else x
-
     def run(self, x):
         raise NotImplementedError
 
     def probabilities(self, images):
-        from fmnist.evaluation import checked_probabilities
+        from fmnist.evaluation import as_input, checked_probabilities
 
-        x = self.batch(images)
+        x = as_input(images, self.input_shape)
         out = [np.asarray(self.run(x[i:i + BATCH]), "float32") for i in range(0, len(x), BATCH)]
         return checked_probabilities(np.concatenate(out) if out else np.zeros((0, 10), "float32"), self.tolerance)
 
@@ -110,7 +106,7 @@ class SavedModelRunner(Runner):
             loaded = tf.saved_model.load(str(path))
             self.serve = loaded.signatures["serving_default"]
         except Exception as e:  # noqa: BLE001 - a broken folder can fail in many ways; all mean the same
-            raise UserError(f"{path}: not a loadable SavedModel ({_first_line(e)})") from None
+            raise UserError(f"{path}: not a loadable SavedModel ({first_line(e)})") from None
         self.loaded = loaded  # the signature's variables live as long as the loaded object
         (name, spec), = self.serve.structured_input_signature[1].items()
         (output, _), = self.serve.structured_outputs.items()
@@ -132,7 +128,7 @@ class OnnxRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own error types for a bad file
-            raise UserError(f"{path}: not a loadable ONNX model ({_first_line(e)})") from None
+            raise UserError(f"{path}: not a loadable ONNX model ({first_line(e)})") from None
         (inp,), (out,) = self.session.get_inputs(), self.session.get_outputs()
         super().__init__(path, inp.name, tuple(d if isinstance(d, int) else None for d in inp.shape), out.name)
 
@@ -150,7 +146,7 @@ class LiteRTRunner(Runner):
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
         except Exception as e:  # noqa: BLE001 - the interpreter raises ValueError or RuntimeError for a bad file
-            raise UserError(f"{path}: not a loadable LiteRT model ({_first_line(e)})") from None
+            raise UserError(f"{path}: not a loadable LiteRT model ({first_line(e)})") from None
         (inp,), (out,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         self.input_index, self.output_index, self.allocated = inp["index"], out["index"], None
         if self.quantised():
@@ -188,7 +184,3 @@ def open_model(path, threads=None):
         return SavedModelRunner(path)
     return (OnnxRunner if kind == "onnx" else LiteRTRunner)(path, threads)
 
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

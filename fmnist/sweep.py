@@ -13,7 +13,7 @@ from fmnist import UserError
 from fmnist.atomic_files import write_atomically
 from fmnist.figures import figure_png, plot_histories
 from fmnist.history import read_history
-from fmnist.runs import claim_stem, reserve_run, write_new
+from fmnist.runs import claimed_stem, reserve_run, write_new
 
 OUTPUT_SUFFIXES = ("-compare.png", "-results.md", "-results.csv")
 
@@ -62,15 +62,10 @@ def run_sweep(config, grid, data, train_run):
         history_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot write to --out {config.out}: {e.strerror or e}") from None
-    stem = claim_stem(history_dir, config.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", OUTPUT_SUFFIXES,
-                      "-results.md")
-    results_md = history_dir / f"{stem}-results.md"
-    try:
+    with claimed_stem(history_dir, config.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", OUTPUT_SUFFIXES,
+                      "-results.md") as stem:
         runs = [reserve_run(config.out, f"{stem}-{run_label(overrides)}", None) for overrides in grid]
         return _train_and_compare(config, grid, data, train_run, stem=stem, runs=runs)
-    finally:
-        if results_md.is_file() and results_md.stat().st_size == 0:  # stopped before its table: free the name
-            results_md.unlink()
 
 
 def _train_and_compare(config, grid, data, train_run, *, stem, runs):
