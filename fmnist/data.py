@@ -19,6 +19,7 @@ FILES = {
     "t10k-images-idx3-ubyte.gz": (2051, 10_000, "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
     "t10k-labels-idx1-ubyte.gz": (2049, 10_000, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
 }
+PIPELINE_DEPTH = 2  # batches prepared in parallel, and batches prefetched
 SHIFT_PIXELS = 2  # --augment flip-shift moves each image by up to this many pixels
 # --augment flip-shift-erase: random erasing (Zhong et al. 2017, arXiv:1708.04896) with the paper's settings:
 # half the images get one rectangle of noise covering 2-40 % of the image, aspect ratio 0.3 to 3.3.
@@ -220,21 +221,27 @@ def make_dataset(images, labels, batch_size, *, shuffle=False, seed=None, augmen
     The arrays are already in memory, so there is nothing to cache; shuffling, batching, the cast and the
     augmentation run inside TensorFlow on whole batches, and prefetching overlaps them with training.
     Scaling to 0-1 happens in the model's first layer, so a saved model takes raw pixels.
+
+    Autotuning is off: deleting an epoch's iterator waits for tf.data's autotuning thread to wake, which left
+    the cores idle for 10-20 s at the start of some epochs (docs/experiments.md). Maps over whole batches need
+    little parallelism, so fixed small values train as fast.
     """
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels.astype("int32")))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=PIPELINE_DEPTH)
     if augment != "none":
         # Stateless random ops, fed a fresh seed per batch and per epoch: reproducible under --deterministic
         # (which refuses unseeded random ops), yet different every epoch.
         batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, batch_seeds).map(
             lambda batch, batch_seed: (augment_batch(batch[0], batch_seed, augment), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+            num_parallel_calls=PIPELINE_DEPTH)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(PIPELINE_DEPTH).with_options(options)
 
 
 def augment_batch(images, seed, augment):

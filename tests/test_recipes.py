@@ -61,3 +61,19 @@ def test_random_erasing_replaces_one_rectangle_in_about_half_the_images():
         assert mask.sum() == len(rows) * len(cols)  # one solid rectangle...
         assert np.ptp(rows) == len(rows) - 1 and np.ptp(cols) == len(cols) - 1  # ...of adjacent rows and columns
         assert 0.5 * ERASE_AREA[0] * 784 <= mask.sum() <= 1.5 * ERASE_AREA[1] * 784
+
+
+def test_the_training_stream_gives_every_image_once_an_epoch_in_a_new_order_without_autotuning():
+    images = np.arange(250, dtype=np.uint8).reshape(250, 1, 1).repeat(28, axis=1).repeat(28, axis=2)
+    labels = np.arange(250) % 10
+    dataset = make_dataset(images, labels, 64, shuffle=True, seed=0)
+    assert dataset.options().autotune.enabled is False  # its thread stalled epoch starts (fmnist/data.py)
+    orders = []
+    for _ in range(2):
+        batches = list(dataset.as_numpy_iterator())
+        assert [len(y) for _, y in batches] == [64, 64, 64, 58]
+        order = np.concatenate([x[:, 0, 0, 0] for x, _ in batches]).astype(int)
+        assert sorted(order) == list(range(250))
+        assert np.array_equal(np.concatenate([y for _, y in batches]), order % 10)  # labels stay with images
+        orders.append(order)
+    assert not np.array_equal(orders[0], orders[1])
