@@ -2,7 +2,7 @@
 
     python benchmarks/time_to_accuracy.py --model fast               # 3 runs of the fast recipe, medians
     python benchmarks/time_to_accuracy.py --runs 1 -- --epochs 40 --augment flip-shift
-    python benchmarks/time_to_accuracy.py --model best --runs 1    # about 50 minutes
+    python benchmarks/time_to_accuracy.py --model best --runs 1    # over an hour
     python benchmarks/time_to_accuracy.py -- --precision float32   # as on a CPU without bf16
 
 Each run is `python fashion_mnist.py ARGS` in a fresh process, observed by a callback that saves the weights at
