@@ -239,9 +239,24 @@ def make_dataset(images, labels, batch_size, *, shuffle=False, seed=None, augmen
         ds = tf.data.Dataset.zip(ds, batch_seeds).map(
             lambda batch, batch_seed: (augment_batch(batch[0], batch_seed, augment), batch[1]),
             num_parallel_calls=PIPELINE_DEPTH)
+    return untuned(ds.prefetch(PIPELINE_DEPTH))
+
+
+def image_batches(images, batch_size):
+    """`images` (already the model's input) in batches for model.predict, without autotuning (see make_dataset):
+    Keras's own pipeline for NumPy arrays stalled a predict call by seconds when its iterator was deleted."""
+    import tensorflow as tf
+
+    return untuned(tf.data.Dataset.from_tensor_slices(images).batch(batch_size).prefetch(PIPELINE_DEPTH))
+
+
+def untuned(dataset):
+    """`dataset` with tf.data's autotuning off."""
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.autotune.enabled = False
-    return ds.prefetch(PIPELINE_DEPTH).with_options(options)
+    return dataset.with_options(options)
 
 
 def augment_batch(images, seed, augment):

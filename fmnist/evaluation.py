@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import CLASS_NAMES, IMAGE_SIDE, NUM_CLASSES, UserError
+from fmnist.data import image_batches
 from fmnist.errors import first_line
 
 EPSILON = 1e-7  # Keras's cross-entropy clips probabilities to [EPSILON, 1 - EPSILON]; so does ours
@@ -66,7 +67,7 @@ def predict_probabilities(model, images, batch_size=500, tta="none"):
     """
     x = model_input(model, images)
     views = [_shift_columns(x[:, :, ::-1] if mirrored else x, pixels) for mirrored, pixels in TTA_VIEWS[tta]]
-    return checked_probabilities(sum(np.asarray(model.predict(view, batch_size=batch_size, verbose=0),
+    return checked_probabilities(sum(np.asarray(model.predict(image_batches(view, batch_size), verbose=0),
                                                 dtype="float32") for view in views) / len(views))
 
 
