@@ -20,7 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-from machine import describe_machine, isa_flags  # noqa: E402
+from machine import describe_machine  # noqa: E402
+
+from fmnist.cpu import isa_flags  # noqa: E402
 
 
 def make_runners(model, folder):

@@ -123,7 +123,8 @@ SETTINGS = (
     Setting("seed", "seeds the split, the shuffling and the weights", Number(int, 0, 2**32), hyperparameter=True),
     Setting("limit", "train on a stratified subset of N images (quick trials); all when unset", Number(int, 10),
             hyperparameter=True, optional=True, metavar="N"),
-    Setting("precision", "auto: mixed_bfloat16 where the CPU or a GPU supports it, else float32",
+    Setting("precision", "auto: mixed_bfloat16 on a GPU or where the CPU computes bf16 faster than float32 "
+            "(AMX, AMD Zen 4+), else float32",
             choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"), hyperparameter=True),
     Setting("resnet_width", "first-stage channels of resnet18 (64 is the published net)", Number(int, 1, 1025),
             hyperparameter=True),

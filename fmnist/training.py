@@ -2,9 +2,9 @@
 
 import dataclasses
 import math
-from pathlib import Path
 
 from fmnist.architectures import build_model
+from fmnist.cpu import bf16_pays
 from fmnist.fast_ops import use_fast_ops
 
 
@@ -19,22 +19,13 @@ def set_seed(seed, deterministic=False):
         tf.config.experimental.enable_op_determinism()
 
 
-def cpu_supports_bf16():
-    """True when the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX), where bf16 nearly halves epoch time."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 def choose_precision(requested):
-    """The Keras dtype policy for --precision: `auto` takes mixed_bfloat16 on a GPU or a bf16-capable CPU."""
+    """The Keras dtype policy for --precision: `auto` takes mixed_bfloat16 on a GPU or a CPU where bf16 pays."""
     if requested != "auto":
         return requested
     import tensorflow as tf
 
-    if tf.config.list_physical_devices("GPU") or cpu_supports_bf16():
+    if tf.config.list_physical_devices("GPU") or bf16_pays():
         return "mixed_bfloat16"
     return "float32"
 

@@ -26,12 +26,14 @@ def test_train_speed_prints_a_ratio_for_each_setting():
 
 
 def test_peak_arithmetic_follows_the_instruction_set():
-    from benchmarks.machine import flop_per_cycle
+    from fmnist.cpu import flop_per_cycle
 
     assert flop_per_cycle(["avx2", "fma"], "GenuineIntel", 6) == (32, 32)  # a laptop: no bf16 instructions
     assert flop_per_cycle(["avx2", "fma", "avx512f"], "GenuineIntel", 6) == (64, 64)
     assert flop_per_cycle(["avx2", "fma", "avx512f", "avx512_bf16"], "AuthenticAMD", 25) == (32, 64)  # Zen 4
     assert flop_per_cycle(["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"], "GenuineIntel", 6) == (64, 1024)
+    # Intel's bf16 dot product issues at half the FMA's rate: measured slower than float32 on a Xeon without AMX
+    assert flop_per_cycle(["avx2", "fma", "avx512f", "avx512_bf16"], "GenuineIntel", 6) == (64, 64)
 
 
 @pytest.mark.parametrize("keep", ["best", "last"])
