@@ -96,10 +96,15 @@ def test_predict_gives_the_same_answer_from_each_format(exported, fast_run, tmp_
         answers[path.suffix if "int8" not in path.name else "int8"] = json.loads(proc.stdout)
     keras = answers.pop(".keras")
     for kind, answer in answers.items():
+        tolerance = 0.05 if kind == "int8" else 0.01  # Keras may compute in bfloat16 (`auto`), the files in float32
         for mine, theirs in zip(answer, keras, strict=True):
-            assert mine["file"] == theirs["file"] and mine["top"][0]["class"] == theirs["top"][0]["class"]
-            tolerance = 0.05 if kind == "int8" else 0.01  # Keras computes in bfloat16 here, the files in float32
-            assert mine["top"][0]["probability"] == pytest.approx(theirs["top"][0]["probability"], abs=tolerance)
+            assert mine["file"] == theirs["file"]
+            keras_top = theirs["top"][0]["probability"]
+            keras_rates = {top["class"]: top["probability"] for top in theirs["top"]}
+            # The file's top class is Keras's, or one Keras rates within the tolerance of it: a near tie may go either
+            # way (seen with int8: Keras 0.4225 Ankle boot, 0.4220 Sneaker; int8 0.4219 for both, Sneaker first).
+            assert keras_rates.get(mine["top"][0]["class"], 0) == pytest.approx(keras_top, abs=tolerance)
+            assert mine["top"][0]["probability"] == pytest.approx(keras_top, abs=tolerance)
 
 
 def readme_snippets():
