@@ -25,17 +25,6 @@ def test_train_speed_prints_a_ratio_for_each_setting():
     assert re.search(r"^Baseline epoch: \d+\.\d s \(60,000 images", proc.stdout, re.MULTILINE)
 
 
-def test_peak_arithmetic_follows_the_instruction_set():
-    from fmnist.cpu import flop_per_cycle
-
-    assert flop_per_cycle(["avx2", "fma"], "GenuineIntel", 6) == (32, 32)  # a laptop: no bf16 instructions
-    assert flop_per_cycle(["avx2", "fma", "avx512f"], "GenuineIntel", 6) == (64, 64)
-    assert flop_per_cycle(["avx2", "fma", "avx512f", "avx512_bf16"], "AuthenticAMD", 25) == (32, 64)  # Zen 4
-    assert flop_per_cycle(["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"], "GenuineIntel", 6) == (64, 1024)
-    # Intel's bf16 dot product issues at half the FMA's rate: measured slower than float32 on a Xeon without AMX
-    assert flop_per_cycle(["avx2", "fma", "avx512f", "avx512_bf16"], "GenuineIntel", 6) == (64, 64)
-
-
 @pytest.mark.parametrize("keep", ["best", "last"])
 def test_time_to_accuracy_runs_the_command_line_and_reports_the_accuracy_it_printed(keep):
     model = ["--model", "lenet"] if keep == "best" else ["--model=lenet"]  # both spellings replace --model fast
