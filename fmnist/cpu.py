@@ -36,9 +36,9 @@ def flop_per_cycle(isa=None, vendor=None, family=None):
     """(float32, bfloat16) FLOP per cycle and core: two FMA units, each a multiply and an add per lane.
 
     256-bit units (AVX2, and AMD Zen 4, which runs AVX-512 through them in two halves): 2 x 8 x 2 = 32 float32.
-    512-bit units (Intel AVX-512, AMD Zen 5, family 26): 64. AMD's AVX512-BF16 dot product does twice the float32
-    work; on Intel, bf16 without AMX (about 1,024 bf16 FLOP a cycle) measured slower than float32 (oneDNN's
-    kernels on a 5th-generation Xeon), so it counts as float32 there. Without bf16 instructions, float32 speed.
+    512-bit units (Intel AVX-512, AMD Zen 5, family 26): 64. AMX's tiles do about 1,024 bf16 FLOP a cycle. AMD's
+    AVX512-BF16 dot product does twice the float32 work; Intel's, without AMX, measured slower than float32
+    (oneDNN's kernels on a 5th-generation Xeon), so it counts as float32 there, as bf16 does without bf16 instructions.
     """
     isa = isa_flags() if isa is None else isa
     vendor = vendor or next(iter(_cpuinfo_values("vendor_id")), "")
