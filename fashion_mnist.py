@@ -2,8 +2,8 @@
 
     python fashion_mnist.py                           # the default cnn for 20 epochs
     python fashion_mnist.py --model lenet --epochs 5  # any setting below can be overridden like this
-    python fashion_mnist.py --model fast              # a speed-run recipe for CPUs (about two minutes)
-    python fashion_mnist.py --model best              # the most accurate recipe (40 minutes on 2 cores with bf16)
+    python fashion_mnist.py --model fast              # a speed-run recipe for CPUs (1.5-4 minutes on 2 cores)
+    python fashion_mnist.py --model best              # the most accurate recipe (40 minutes to 2 hours on 2 cores)
     python fashion_mnist.py --resume RUN              # continue a run stopped by Ctrl-C, SIGTERM or a crash
     python fashion_mnist.py --sweep batch_size=64,256,512     # one run per value, then a comparison
     python fashion_mnist.py evaluate models/RUN.keras         # the test report of a saved model
@@ -131,14 +131,19 @@ def run_training(config, data, so_far=NEW_RUN, extra_callbacks=(), paths=None):
     epoch_images = make_epoch_images_callback(paths.tensorboard / "images", x_val, y_val)
     callbacks = [*training.make_callbacks(paths, config.patience, config.keep, so_far.history), keeper,
                  devices.on_local_model(epoch_images, rebuild), *extra_callbacks]
+    def how_to_continue():  # the unfinished epoch is dropped, and redone on resume
+        return (f"after {len(keeper.history.get('loss', []))} of {config.epochs} epochs; the history so far is in "
+                f"{paths.record}. {devices.resume_hint(resume_command(config, paths.name))}")
+
     try:
         devices.fit(model, train_ds, val_ds, epochs=config.epochs, callbacks=callbacks, initial_epoch=so_far.epochs)
-    except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM: the unfinished epoch is dropped, and redone on resume
+    except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM
         keeper.finish("interrupted")
-        print(f"Interrupted ({stop}) after {len(keeper.history.get('loss', []))} of {config.epochs} epochs; the "
-              f"history so far is in {paths.record}. {devices.resume_hint(resume_command(config, paths.name))}",
-              file=sys.stderr)
+        print(f"Interrupted ({stop}) {how_to_continue()}", file=sys.stderr)
         raise SystemExit(stop.exit_code) from None  # ends a sweep too: the user asked to stop
+    except Exception:  # a crash (out of memory, a full disk): the record still says "running", so it resumes too
+        print(f"Training failed {how_to_continue()}", file=sys.stderr)
+        raise
     keeper.raise_if_diverged(config.learning_rate)
 
     # ## Report on the kept model (with --keep best, EarlyStopping restored its weights) on the test set, once
@@ -147,11 +152,12 @@ def run_training(config, data, so_far=NEW_RUN, extra_callbacks=(), paths=None):
         keeper.finish("completed")
         return None
     epochs_run = len(keeper.history["loss"])
+    last_step = epochs_run - 1  # TensorBoard: the step of the last epoch's scalars, as Keras counts from 0
     test, figures = write_report(model, data.x_test, data.y_test, folder=paths.history.parent, stem=paths.name,
-                                 tensorboard_dir=paths.tensorboard / "test", step=epochs_run, tta=config.tta)
+                                 tensorboard_dir=paths.tensorboard / "test", step=last_step, tta=config.tta)
     record = keeper.finish("completed", test, figures)
     log_hparams(paths.tensorboard, paths.name, {**config.hyperparameters(), "precision": precision},
-                {f"test/{key}": test[key] for key in ("accuracy", "top5_accuracy", "loss")}, epochs_run)
+                {f"test/{key}": test[key] for key in ("accuracy", "top5_accuracy", "loss")}, last_step)
     print(f"{epochs_run} epochs in {keeper.seconds:.0f} s | files: {paths.model}, {paths.history}, {paths.record}, "
           f"{paths.tensorboard}/")
     return record

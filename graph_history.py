@@ -30,7 +30,9 @@ def main(argv):
 
     if not args.show:
         matplotlib.use("Agg")  # headless: no display needed
-    from fmnist.figures import FIGURE_DPI, plot_histories
+    from fmnist import UserError
+    from fmnist.atomic_files import write_atomically
+    from fmnist.figures import HISTORY_FIGURE_SIZE, figure_png, plot_histories
     from fmnist.history import read_history
 
     paths = [Path(f) for f in args.files]
@@ -47,17 +49,18 @@ def main(argv):
         out = paths[0].with_name(f"{paths[0].stem}-compare.png")
     if out.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
         out = out.with_suffix(".png")
-    fig = plot_histories(histories, title=args.title, validation_only=args.validation_only)
-    try:
-        fig.savefig(out, dpi=FIGURE_DPI)
-    except OSError as e:
-        from fmnist import UserError
-
-        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
-    print(f"Wrote {out}")
+    window = None
     if args.show:
         import matplotlib.pyplot as plt
 
+        window = plt.figure(figsize=HISTORY_FIGURE_SIZE, layout="constrained")
+    fig = plot_histories(histories, title=args.title, validation_only=args.validation_only, fig=window)
+    try:  # the whole figure or nothing: a failed write leaves no torn file, and an earlier figure as it was
+        write_atomically(out, figure_png(fig, format=out.suffix.lower().lstrip(".")))
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
+    print(f"Wrote {out}")
+    if args.show:
         plt.show()
     return 0
 

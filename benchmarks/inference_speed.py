@@ -22,7 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
+from fmnist.architectures import MODELS  # noqa: E402
+from fmnist.config import Number  # noqa: E402
 from fmnist.cpu import isa_flags  # noqa: E402
+from fmnist.errors import run_guarded  # noqa: E402
 
 
 def make_runners(model, folder):
@@ -88,10 +91,12 @@ def format_table(results):
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", nargs="?", metavar="MODEL.keras", help="a trained model (default: --arch, untrained)")
-    parser.add_argument("--arch", default="fast", help="the architecture to build when no MODEL is given")
-    parser.add_argument("--calls", type=int, default=200, help="batch-1 calls per runtime per round (default 200)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, the runtimes taking turns (default 3)")
-    parser.add_argument("--batch", type=int, default=256, help="the large batch (default 256)")
+    parser.add_argument("--arch", default="fast", choices=sorted(MODELS),
+                        help="the architecture to build when no MODEL is given (resnet18 at width 16)")
+    count = Number(int, 1)
+    parser.add_argument("--calls", type=count, default=200, help="batch-1 calls per runtime per round (default 200)")
+    parser.add_argument("--rounds", type=count, default=3, help="rounds, the runtimes taking turns (default 3)")
+    parser.add_argument("--batch", type=count, default=256, help="the large batch (default 256)")
     args = parser.parse_args(argv)
 
     import keras
@@ -124,4 +129,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    run_guarded(lambda: main(sys.argv[1:]))

@@ -2,7 +2,7 @@
 
     python benchmarks/time_to_accuracy.py --model fast               # 3 runs of the fast recipe, medians
     python benchmarks/time_to_accuracy.py --runs 1 -- --epochs 40 --augment flip-shift
-    python benchmarks/time_to_accuracy.py --model best --runs 1    # over an hour
+    python benchmarks/time_to_accuracy.py --model best --runs 1    # one to two hours
     python benchmarks/time_to_accuracy.py -- --precision float32   # as on a CPU without bf16
 
 Each run is `python fashion_mnist.py ARGS` in a fresh process, observed by a callback that saves the weights at
@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,13 +29,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fmnist.config import Number  # noqa: E402
+from fmnist.errors import run_guarded  # noqa: E402
+
 TARGETS = (0.93, 0.94, 0.95)
 
 
 def child(log_path, cli_args):
     """Runs inside the measured process: fashion_mnist.main with a callback that saves the weights at every
     epoch end; after the run, the test accuracy of each epoch's weights, one JSON line per epoch."""
-    sys.path.insert(0, str(ROOT))
     import keras
 
     import fashion_mnist
@@ -64,7 +67,7 @@ def child(log_path, cli_args):
     config, _ = parse_config(cli_args, fashion_mnist.DEFAULTS)  # with test-time augmentation if the run uses it
     fashion_mnist.main(cli_args, extra_callbacks=[observer])
     finished = time.time()  # the run has printed its test result
-    test = load_fashion_mnist()
+    test = load_fashion_mnist(config.data_dir, config.verify)
     with open(log_path, "w") as f:
         for epoch in observer.epochs:
             weights = epoch.pop("weights")
@@ -83,9 +86,11 @@ def one_run(cli_args, out, index):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     start = time.time()
     with open(out / f"run-{index}.log", "w") as output:
-        proc = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    # The largest resident set of any child so far (kilobytes on Linux): the runs are alike, so it is this one's.
-    peak_rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+        proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        # wait4 gives this run's own peak resident set (kilobytes on Linux), not that of every child so far.
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    peak_rss_gb = usage.ru_maxrss / 1e6
     if proc.returncode != 0:
         sys.exit(f"error: run {index} failed (exit {proc.returncode}); see {out / f'run-{index}.log'}")
     epochs = [json.loads(line) for line in log.read_text().splitlines()]
@@ -124,16 +129,16 @@ def main():
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="fast", help="shorthand for `-- --model NAME`")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--baseline-rounds", type=int, default=2,
+    parser.add_argument("--runs", type=Number(int, 1), default=3)
+    parser.add_argument("--baseline-rounds", type=Number(int, 0), default=2,
                         help="rounds of the baseline recipe timed before and after the runs (0: report seconds only)")
-    parser.add_argument("--baseline-images", type=int, default=25_600, help="images per round of the baseline")
+    parser.add_argument("--baseline-images", type=Number(int, 1), default=25_600,
+                        help="images per round of the baseline")
     parser.add_argument("cli_args", nargs="*", help="after --: more flags for fashion_mnist.py")
     args = parser.parse_args()
     names_model = any(arg == "--model" or arg.startswith("--model=") for arg in args.cli_args)
     cli_args = args.cli_args if names_model else ["--model", args.model, *args.cli_args]
 
-    sys.path.insert(0, str(ROOT))
     from machine import describe_machine
 
     print(describe_machine())
@@ -169,4 +174,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_guarded(main)

@@ -27,6 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from machine import describe_machine, peak_flops  # noqa: E402
 
+from fmnist.config import Number  # noqa: E402
+from fmnist.errors import run_guarded  # noqa: E402
+
 EPOCH_IMAGES = 60_000  # a baseline epoch: every training image once
 OPS = {"keras": "Keras's Adam and dropout", "fused-adam": "fused Adam, Keras's dropout",
        "project": "fused Adam, byte-mask dropout"}  # --ops, and each one's label in the table
@@ -49,9 +52,8 @@ def training_flops_per_image(model):
 def epoch_timer():
     """A callback that times the epoch from its start to its end, leaving out what fit does before and after.
 
-    What it leaves out is not training, and on this machine it is not even steady: the end of a short fit call
-    waits for tf.data's background threads, which on a 2-core VM made many rounds last exactly 5.12 or 10.24 s,
-    whatever the setting (measured: the epoch ended at 4.70 s, fit returned at 5.11 s).
+    What it leaves out is not training, and not even steady: the end of a short fit call can wait seconds for
+    tf.data's background threads (docs/experiments.md).
     """
     import keras
 
@@ -112,13 +114,13 @@ class Setting:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--images", type=int, default=25_600, help="images per timed round")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 512],
+    parser.add_argument("--rounds", type=Number(int, 1), default=3)
+    parser.add_argument("--images", type=Number(int, 1), default=25_600, help="images per timed round")
+    parser.add_argument("--batch-sizes", type=Number(int, 1), nargs="+", default=[64, 256, 512],
                         help="batch sizes for the project's path")
     parser.add_argument("--precisions", nargs="+", default=["float32", "auto"],
                         choices=["float32", "auto", "mixed_bfloat16"], help="for the project's path")
-    parser.add_argument("--steps-per-execution", type=int, nargs="+", default=[8],
+    parser.add_argument("--steps-per-execution", type=Number(int, 1), nargs="+", default=[8],
                         help="batches per call into TensorFlow, for the project's path")
     parser.add_argument("--ops", nargs="+", choices=list(OPS), default=["keras", "project"],
                         help="for the project's path: Keras's own Adam update and dropout, TensorFlow's fused "
@@ -160,4 +162,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_guarded(main)

@@ -12,7 +12,8 @@ from fmnist.config import TTA_CHOICES, TTA_HELP
 
 COMMANDS = {
     "evaluate": "Measure a saved .keras model on the test set: metrics, per-class table, confusions, figures.",
-    "predict": "Classify your own PNG/JPEG images with a saved .keras model or an exported .onnx or .tflite file.",
+    "predict": "Classify your own images with a saved .keras model, or a SavedModel folder, .onnx or .tflite file "
+               "from export.",
     "export": "Export a .keras model as a TensorFlow SavedModel, ONNX and LiteRT (.tflite) files, each checked on "
               "the test set against the Keras model, with a JSON card saying how to call it.",
     "show-data": "Write a sprite of sample images per class (PNG, and an image in TensorBoard).",
@@ -44,8 +45,10 @@ def run_command(name, argv):
 
         return evaluate_saved_model(args.model, args.out, args.data_dir, args.verify, args.tta)
     if name == "predict":
-        parser.add_argument("model", metavar="MODEL", help="a .keras model, or a .onnx or .tflite file from export")
-        parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size and colour")
+        parser.add_argument("model", metavar="MODEL",
+                            help="a .keras model, or a .savedmodel folder, .onnx or .tflite file from export")
+        parser.add_argument("images", nargs="+", metavar="IMAGE",
+                            help="PNG, JPEG, BMP, GIF or WebP files, any size and colour")
         parser.add_argument("--json", action="store_true", help="print the results as JSON")
         parser.add_argument("--explain", action="store_true",
                             help="also write IMAGE-explained.png beside each image: where the model looked for its "
@@ -86,13 +89,13 @@ def show_data(out, data_dir=None, verify=True):
 
     from fmnist.data import load_fashion_mnist
     from fmnist.figures import figure_png, plot_class_samples
-    from fmnist.runs import free_stem, write_new
+    from fmnist.runs import free_stem, make_out_folders, write_new
     from fmnist.tensorboard_logging import log_pngs
 
     data = load_fashion_mnist(data_dir, verify)
     samples = [data.x_train[np.flatnonzero(data.y_train == c)[:SAMPLES_PER_CLASS]] for c in range(len(CLASS_NAMES))]
     fig = plot_class_samples(samples, CLASS_NAMES)
-    (out / "tensorboard_logs").mkdir(parents=True, exist_ok=True)
+    make_out_folders(out, ["tensorboard_logs"])
     png = figure_png(fig)
     path = write_new(out / f"{free_stem(out, 'fashion-mnist-samples', ['.png'])}.png", png)
     logdir = out / "tensorboard_logs" / free_stem(out / "tensorboard_logs", "dataset", [""])

@@ -123,15 +123,15 @@ SETTINGS = (
     Setting("seed", "seeds the split, the shuffling and the weights", Number(int, 0, 2**32), hyperparameter=True),
     Setting("limit", "train on a stratified subset of N images (quick trials); all when unset", Number(int, 10),
             hyperparameter=True, optional=True, metavar="N"),
-    Setting("precision", "auto: mixed_bfloat16 on a GPU or where the CPU computes bf16 faster than float32 "
-            "(AMX, AMD Zen 4+), else float32",
+    Setting("precision", "auto: mixed_bfloat16 on a GPU with bf16 tensor cores (Ampere or later) or where the CPU "
+            "computes bf16 faster than float32 (AMX, AMD Zen 4+), else float32",
             choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"), hyperparameter=True),
     Setting("resnet_width", "first-stage channels of resnet18 (64 is the published net)", Number(int, 1, 1025),
             hyperparameter=True),
     Setting("deterministic", "bit-identical results for the same --seed on the same machine "
             "(tf.config.experimental.enable_op_determinism); can make training slower", bool, default=False),
-    Setting("fast_ops", "train with Keras's own Adam and Dropout ops instead of the project's faster ones "
-            "(fmnist/fast_ops.py)", bool, default=True),
+    Setting("fast_ops", "train with Keras's own Adam, Dropout and BatchNormalization ops instead of the project's "
+            "faster ones (fmnist/fast_ops.py)", bool, default=True),
     Setting("strategy", "tf.distribute strategy: one device; mirrored over this machine's GPUs; multiworker over "
             "the machines in $TF_CONFIG; auto: mirrored when there are 2+ GPUs, else one",
             choices=("auto", "one", "mirrored", "multiworker"), default="auto", group=DEVICES),
@@ -209,7 +209,8 @@ def build_parser(defaults, description=None, settings=SETTINGS):
                            default=default, metavar=s.metavar, help=help_text)
     p.add_argument_group("sweeps").add_argument(
         "--sweep", action="append", metavar="NAME=V1,V2,...",
-        help="train once per value with everything else equal, e.g. batch_size=64,256,512; repeat for a grid. "
+        help="train once per value with everything else equal, e.g. batch_size=64,256,512; repeat for a grid "
+             "(model=... trains each net with the recipe of --model). "
              "Then compare them in history/<sweep>-compare.png and -results.md")
     return p
 
@@ -237,9 +238,9 @@ def parse_config(argv, defaults, description=None, settings=SETTINGS):
     if args["resume"]:
         conflicting = given - {"resume", *RESUME_MAY_CHANGE}
         if conflicting:
-            by_name = {s.name: s for s in settings}
+            flags = {s.name: s.flag for s in settings} | {"sweep": "--sweep"}
             parser.error(f"--resume continues a run with the settings in its record; drop "
-                         f"{', '.join(sorted(by_name[name].flag for name in conflicting))}")
+                         f"{', '.join(sorted(flags[name] for name in conflicting))}")
     # The model's recipe replaces the top-of-file defaults, never a flag the user typed.
     args.update({key: value for key, value in RECIPES.get(args["model"], {}).items() if key not in given})
     grid = _sweep_grid(parser, args.pop("sweep") or [], settings)

@@ -199,6 +199,9 @@ def split_train_val(images, labels, val_fraction, seed, limit=None):
     """Hold out a stratified validation set, then keep `limit` training images (all of them when None)."""
     order = stratified_order(labels, seed)
     n_val = round(len(labels) * val_fraction)
+    if not 0 < n_val < len(labels):
+        raise DataError(f"--val-fraction {val_fraction} holds out {n_val:,} of the {len(labels):,} training images; "
+                        "both parts need at least one (0.1 is usual)")
     val, train = order[:n_val], order[n_val:]
     if limit is not None:
         if limit > len(train):

@@ -36,7 +36,7 @@ import tempfile
 from dataclasses import dataclass
 
 from fmnist import UserError
-from fmnist.errors import first_line
+from fmnist.errors import described, first_line
 
 WEIGHTS_DIGEST_ENV = "FMNIST_WEIGHTS_SHA256_FILE"
 
@@ -173,8 +173,7 @@ class MultiWorkerDevices(Devices):
                          callbacks=callbacks, initial_epoch=initial_epoch)
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
                 tf.errors.InternalError) as e:
-            raise UserError(f"{self.role.task}: lost another worker, so every worker stops ({type(e).__name__}: "
-                            f"{first_line(e)})") from None
+            raise UserError(f"{self.role.task}: lost another worker, so every worker stops ({described(e)})") from None
         write_weights_digest(model)
 
     def model_to_report(self, model, build):

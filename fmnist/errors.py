@@ -12,6 +12,11 @@ def first_line(error, limit=200):
     return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
+def described(error):
+    """`KeyError: 'x'`: the exception's type and the first line of its message (the type alone without one)."""
+    return f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
+
+
 def run_guarded(main):
     """Run main() and turn failures into one line on stderr: exit 1 for errors, 130 for Ctrl-C.
 
@@ -28,6 +33,5 @@ def run_guarded(main):
     except Exception as e:  # noqa: BLE001 - the convention is one line, never a traceback
         if os.environ.get("FMNIST_TRACEBACK"):
             raise
-        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"error: {type(e).__name__}: {message} (set FMNIST_TRACEBACK=1 for details)", file=sys.stderr)
+        print(f"error: {described(e)} (set FMNIST_TRACEBACK=1 for details)", file=sys.stderr)
         sys.exit(1)

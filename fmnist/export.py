@@ -200,7 +200,8 @@ def format_table(rows, keras_accuracy):
 class _staged:
     """A temporary name beside `path` to write to; renamed to `path` on success, removed on any failure.
 
-    The rename refuses to replace anything that appeared at `path` meanwhile: nothing a user made is overwritten.
+    If something appeared at `path` while the export ran, the staged file is removed instead: nothing a user made
+    is overwritten (short of a file created in the instant between that check and the rename).
     """
 
     def __init__(self, path):

@@ -3,9 +3,10 @@
 Each replaces one method of one object, not a class, so a saved model still names plain Keras classes (Adam,
 AdamW, Dropout) and loads with plain Keras, without this package.
 
-Both lean on private attributes of Keras 3.15 (the optimizer's `_get_variable_index`, `_momentums` and
-`_velocities`; the layer's `seed_generator`). `use_fast_ops` checks them once and falls back to Keras's own ops,
-with a warning, where a Keras release has renamed one; `--no-fast-ops` switches them off by choice.
+They lean on private attributes of Keras 3.15 (the optimizer's `_get_variable_index`, `_momentums` and
+`_velocities`; the dropout layer's `seed_generator`; the model's `_flatten_layers`). `use_fast_ops` checks them
+once and falls back to Keras's own ops, with a warning, where a Keras release has renamed one; `--no-fast-ops`
+switches them off by choice.
 """
 
 import functools
@@ -22,7 +23,7 @@ def use_fast_ops(model, optimizer):
     missing = missing_keras_internals()
     if missing:
         print(f"warning: Keras {keras.__version__} has no {missing}, which fmnist/fast_ops.py relies on; training "
-              "with Keras's own Adam and Dropout ops (slower)", file=sys.stderr)
+              "with Keras's own Adam, Dropout and BatchNormalization ops (slower)", file=sys.stderr)
         return model, optimizer
     return use_fused_batch_norm(use_byte_mask_dropout(model)), use_fused_adam_kernel(optimizer)
 
@@ -39,9 +40,14 @@ def missing_keras_internals():
     norm = keras.layers.BatchNormalization()
     norm.build((None, 2, 2, 1))
     needed = [(optimizer, "_get_variable_index"), (optimizer, "_momentums"), (optimizer, "_velocities"),
-              (dropout, "seed_generator"), (dropout, "noise_shape")]
+              (dropout, "seed_generator"), (dropout, "noise_shape"), (keras.Sequential(), "_flatten_layers")]
     needed += [(norm, name) for name in ("moving_mean", "moving_variance", "gamma", "beta", "renorm", "synchronized")]
     return next((f"{type(owner).__name__}.{name}" for owner, name in needed if not hasattr(owner, name)), "")
+
+
+def _all_layers(model):
+    """Every layer of `model`, those of nested models too."""
+    return model._flatten_layers(include_self=False)  # noqa: SLF001 - checked by missing_keras_internals
 
 
 def use_fused_adam_kernel(optimizer):
@@ -83,7 +89,7 @@ def use_byte_mask_dropout(model):
     """
     import keras
 
-    for layer in model.layers:
+    for layer in _all_layers(model):
         if isinstance(layer, keras.layers.Dropout) and layer.noise_shape is None and 0 < layer.rate < 1:
             layer.call = types.MethodType(_byte_mask_dropout_call, layer)
     return model
@@ -115,7 +121,7 @@ def use_fused_batch_norm(model):
     """
     import keras
 
-    for layer in model._flatten_layers(include_self=False):  # noqa: SLF001 - nested models' layers too
+    for layer in _all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and not layer.renorm and not layer.synchronized:
             layer.call = types.MethodType(_fused_batch_norm_call, layer)
     return model

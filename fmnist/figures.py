@@ -12,6 +12,7 @@ import numpy as np
 ACCURACY_KEYS = ("accuracy", "acc")
 FIGURE_DPI = 150  # for PNG files; TensorBoard images use less to keep the event files small
 RIGHT, WRONG = "#1a8a1a", "#d01c1c"
+HISTORY_FIGURE_SIZE = (12, 4.8)  # inches
 
 
 def _metric(history, names, prefix=""):
@@ -21,16 +22,18 @@ def _metric(history, names, prefix=""):
     return None
 
 
-def plot_histories(histories, title=None, validation_only=False):
+def plot_histories(histories, title=None, validation_only=False, fig=None):
     """Accuracy and loss against epoch, training solid and validation dashed, one colour per run.
 
     `histories` maps a run name to its Keras history dict. Metrics a run lacks are left out of its panel.
     `validation_only` draws one solid line per run (validation), the view that compares the runs of a sweep.
+    `fig`: an empty figure to draw on, such as a pyplot one to show on screen; by default a new headless one.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib
 
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
-    colours = plt.get_cmap("tab10").colors
+    fig = fig or _figure(*HISTORY_FIGURE_SIZE)
+    acc_ax, loss_ax = fig.subplots(1, 2)
+    colours = matplotlib.colormaps["tab10"].colors
     splits = [("val_", "-", "")] if validation_only else [("", "-", " (train)"), ("val_", "--", " (validation)")]
     for i, (run, history) in enumerate(histories.items()):
         colour = colours[i % len(colours)]
@@ -214,8 +217,8 @@ def plot_confused_pair(images, labels, predicted, confidence, heats, *, classes,
     return fig
 
 
-def figure_png(fig, dpi=FIGURE_DPI):
-    """The figure rendered as PNG bytes."""
+def figure_png(fig, dpi=FIGURE_DPI, format="png"):
+    """The figure rendered as PNG bytes (or as `format`: svg, pdf, jpg)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format=format, dpi=dpi)
     return buffer.getvalue()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fmnist import UserError
 from fmnist.atomic_files import write_atomically
+from fmnist.errors import described
 from fmnist.plain_pickle import MAX_VALUES, UnsafePickleError, load_plain_pickle
 
 MAX_FILE_BYTES = 64 * 2**20  # a history of a million values fits; bigger is not a history, and is not read
@@ -76,8 +77,7 @@ def read_history(path):
         except UnsafePickleError as e:
             raise HistoryError(f"refusing to load {path}: {e}") from None
         except Exception as e:  # noqa: BLE001 - a corrupt pickle can raise almost anything
-            message = str(e).splitlines()[0][:200] if str(e) else ""
-            raise HistoryError(f"{path}: not a readable pickle ({type(e).__name__}: {message})") from None
+            raise HistoryError(f"{path}: not a readable pickle ({described(e)})") from None
     return check_history(data, path)
 
 

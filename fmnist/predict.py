@@ -1,4 +1,5 @@
-"""Classify your own pictures: turn any PNG/JPEG into a Fashion-MNIST-like 28x28 image, then predict.
+"""Classify your own pictures: turn a PNG, JPEG, BMP, GIF or WebP into a Fashion-MNIST-like 28x28 image, then
+predict.
 
 The dataset's images are light garments on a black background, trimmed to the garment, its longer side resized
 to 28 pixels and the result centred in the 28x28 frame. Photos are brought to that form before the model sees them.

@@ -11,6 +11,7 @@ import shlex
 
 from fmnist import UserError
 from fmnist.config import check_settings
+from fmnist.errors import described
 from fmnist.history import check_history, read_capped
 from fmnist.runs import lock_run, reopen_run
 
@@ -82,7 +83,7 @@ def _read_record(paths, name):
         record = json.loads(read_capped(paths.record))
     except (OSError, ValueError, RecursionError) as e:
         raise UserError(f"{paths.record}: not a run record this version can resume "
-                        f"({type(e).__name__}: {str(e)[:200]})") from None
+                        f"({described(e)})") from None
     if not isinstance(record, dict) or not isinstance(record.get("hyperparameters"), dict):
         raise UserError(f"{paths.record}: not a run record this version can resume (no hyperparameters)")
     status = record.get("status")

@@ -23,7 +23,7 @@ _held_locks = {}  # lock file -> (its open descriptor, the run's paths): the run
 @dataclass(frozen=True)
 class RunPaths:
     name: str
-    model: Path  # models/<run>.keras, the best model by validation loss
+    model: Path  # models/<run>.keras, the kept model (per --keep)
     history: Path  # history/<run>.pkl, the Keras History.history dict
     record: Path  # history/<run>.json, the run record
     tensorboard: Path  # tensorboard_logs/<run>/
@@ -61,6 +61,20 @@ def _paths(out, name):
                     out / "history" / f"{name}.json", out / "tensorboard_logs" / name)
 
 
+def make_out_folders(out, folders):
+    """--out as a Path, with its `folders` created and checked writable: an unwritable --out is a UserError
+    before any work is done."""
+    out = Path(out)
+    try:
+        for folder in folders:
+            (out / folder).mkdir(parents=True, exist_ok=True)
+            if not os.access(out / folder, os.W_OK | os.X_OK):
+                raise PermissionError(f"{out / folder} is not writable")
+    except OSError as e:
+        raise UserError(f"cannot write to --out {out}: {e}; choose a folder you can write to") from None
+    return out
+
+
 def reserve_run(out, requested_name, default_name):
     """Create the output folders and claim a run name that no earlier run has used.
 
@@ -68,15 +82,7 @@ def reserve_run(out, requested_name, default_name):
     second still get different names. A name the user chose is never reused: that is an error, not a suffix.
     Failing here, before any training, is what keeps an unwritable --out from costing a whole run.
     """
-    out = Path(out)
-    try:
-        for folder in ("models", "history", "tensorboard_logs"):
-            (out / folder).mkdir(parents=True, exist_ok=True)
-            if not os.access(out / folder, os.W_OK | os.X_OK):
-                raise PermissionError(f"{out / folder} is not writable")
-    except OSError as e:
-        raise UserError(f"cannot write to --out {out}: {e}; choose a folder you can write to") from None
-
+    out = make_out_folders(out, ("models", "history", "tensorboard_logs"))
     for attempt in range(1, 1000):
         name = requested_name or (default_name if attempt == 1 else f"{default_name}-{attempt}")
         paths = _paths(out, name)
@@ -192,12 +198,20 @@ def claimed_stem(folder, stem, suffixes, claim_suffix):
 
 
 def write_new(path, data: bytes):
-    """Create `path` with `data`; an existing file is never replaced (exclusive create)."""
+    """Create `path` with `data`; an existing file is never replaced (exclusive create), and a write that fails
+    (a full disk, Ctrl-C) removes the part it wrote."""
     try:
-        with open(path, "xb") as f:
-            f.write(data)
+        file = open(path, "xb")
     except FileExistsError:
         raise UserError(f"{path} already exists; not overwriting it") from None
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with file:
+            file.write(data)
+    except BaseException as e:
+        Path(path).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
     return path

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from fmnist import UserError
 from fmnist.atomic_files import write_atomically
+from fmnist.errors import described
 from fmnist.figures import figure_png, plot_histories
 from fmnist.history import read_history
-from fmnist.runs import claimed_stem, reserve_run, write_new
+from fmnist.runs import claimed_stem, make_out_folders, reserve_run, write_new
 
 OUTPUT_SUFFIXES = ("-compare.png", "-results.md", "-results.csv")
 
@@ -57,11 +58,7 @@ def run_sweep(config, grid, data, train_run):
     the first run trains, so that a sweep started at the same moment takes other names. A run that fails
     (diverges, or a value that only fails at run time) is reported and the others go on; the exit code is then 1.
     """
-    history_dir = Path(config.out) / "history"
-    try:
-        history_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot write to --out {config.out}: {e.strerror or e}") from None
+    history_dir = make_out_folders(config.out, ["history"]) / "history"
     with claimed_stem(history_dir, config.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", OUTPUT_SUFFIXES,
                       "-results.md") as stem:
         runs = [reserve_run(config.out, f"{stem}-{run_label(overrides)}", None) for overrides in grid]
@@ -78,8 +75,8 @@ def _train_and_compare(config, grid, data, train_run, *, stem, runs):
         keras.backend.clear_session()  # each run starts as in a fresh process: same layer names, no leftovers
         try:
             records.append(train_run(replace(config, **overrides, run_name=paths.name), data, paths=paths))
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 - one failed run (diverged, out of memory) must not end the sweep
+            print(f"error: {e if isinstance(e, UserError) else described(e)}", file=sys.stderr)
             records.append(None)
 
     completed = [r for r in records if r and r["status"] == "completed"]

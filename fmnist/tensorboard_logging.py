@@ -8,7 +8,7 @@ Each writer gets its own subfolder of the run's log folder, so TensorBoard lists
 import numpy as np
 
 from fmnist import CLASS_NAMES
-from fmnist.evaluation import confusion_matrix, model_input
+from fmnist.evaluation import confusion_matrix, predict_probabilities
 from fmnist.figures import figure_png, plot_confusion_matrix, plot_predictions
 
 TENSORBOARD_DPI = 72  # the images of every epoch are small: a few hundred milliseconds an epoch, small event files
@@ -70,21 +70,20 @@ def make_epoch_images_callback(logdir, images, labels):
             self.writer = tf.summary.create_file_writer(str(logdir))
 
         def on_epoch_end(self, epoch, logs=None):
-            x = model_input(self.model, np.concatenate([images, grid_images]))
-            probabilities = np.asarray(self.model.predict(x, batch_size=500, verbose=0), "float32")
+            probabilities = predict_probabilities(self.model, np.concatenate([images, grid_images]))
             predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
-            step = epoch + 1  # the same numbering as Keras's epoch scalars
             figures = {
                 "validation/predictions": plot_predictions(
                     grid_images, grid_labels, predicted[len(images):], confidence[len(images):], CLASS_NAMES,
-                    title=f"Epoch {step}: fixed validation images", columns=5),
+                    title=f"Epoch {epoch + 1}: fixed validation images", columns=5),
                 "validation/confusion_matrix": plot_confusion_matrix(
                     confusion_matrix(labels, predicted[:len(images)]), CLASS_NAMES,
-                    title=f"Epoch {step}: the first {len(images):,} validation images", counts=False),
+                    title=f"Epoch {epoch + 1}: the first {len(images):,} validation images", counts=False),
             }
             with self.writer.as_default():
                 for tag, fig in figures.items():
-                    tf.summary.image(tag, png_image(figure_png(fig, dpi=TENSORBOARD_DPI)), step=step)
+                    # At Keras's step for the epoch's scalars (the epoch counted from 0), so they line up.
+                    tf.summary.image(tag, png_image(figure_png(fig, dpi=TENSORBOARD_DPI)), step=epoch)
             self.writer.flush()
 
         def on_train_end(self, logs=None):

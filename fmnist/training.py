@@ -20,14 +20,17 @@ def set_seed(seed, deterministic=False):
 
 
 def choose_precision(requested):
-    """The Keras dtype policy for --precision: `auto` takes mixed_bfloat16 on a GPU or a CPU where bf16 pays."""
+    """The Keras dtype policy for --precision: `auto` takes mixed_bfloat16 on a GPU with bf16 tensor cores
+    (compute capability 8.0, Ampere, and later; older ones emulate bf16 slowly) or a CPU where bf16 pays."""
     if requested != "auto":
         return requested
     import tensorflow as tf
 
-    if tf.config.list_physical_devices("GPU") or bf16_pays():
-        return "mixed_bfloat16"
-    return "float32"
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+        return "mixed_bfloat16" if tuple(capability) >= (8, 0) else "float32"
+    return "mixed_bfloat16" if bf16_pays() else "float32"
 
 
 def set_precision(policy):

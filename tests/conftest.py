@@ -21,6 +21,12 @@ def run_script(script, *args, timeout=600):
                           timeout=timeout, env=_script_env(), cwd=ROOT)
 
 
+def run_code(code, *args, timeout=600):
+    """Run Python `code` (`python -c`) from the project's folder with `args` in sys.argv[1:], as run_script does."""
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=_script_env(), cwd=ROOT)
+
+
 def start_script(script, *args, log):
     """Start an entry script in the background (to signal it), with stdout and stderr going to the file `log`."""
     with open(log, "w") as output:

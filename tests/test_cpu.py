@@ -27,9 +27,22 @@ def test_auto_precision_takes_bf16_only_where_the_cpu_computes_it_faster(monkeyp
     from fmnist.training import choose_precision
 
     if tf.config.list_physical_devices("GPU"):
-        pytest.skip("`auto` takes bf16 on any GPU")
+        pytest.skip("on a GPU, `auto` follows the GPU")
 
     cpuinfo = {"vendor_id": [vendor], "cpu family": ["25" if vendor == "AuthenticAMD" else "6"], "flags": [flags]}
     monkeypatch.setattr(fmnist.cpu, "_cpuinfo_values", lambda field: cpuinfo.get(field, []))
     assert choose_precision("auto") == policy
     assert choose_precision("float32") == "float32"
+
+
+@pytest.mark.parametrize("capability, policy", [((8, 0), "mixed_bfloat16"), ((9, 0), "mixed_bfloat16"),
+                                                ((7, 5), "float32")])
+def test_auto_precision_takes_bf16_on_gpus_with_bf16_tensor_cores(monkeypatch, capability, policy):
+    import tensorflow as tf
+
+    from fmnist.training import choose_precision
+
+    gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [gpu] if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda device: {"compute_capability": capability})
+    assert choose_precision("auto") == policy

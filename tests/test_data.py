@@ -60,6 +60,12 @@ def test_limit_takes_a_stratified_subset(real):
         split_train_val(real.x_train, real.y_train, 0.1, seed=3, limit=55_000)
 
 
+@pytest.mark.parametrize("fraction", [1e-6, 0.999995])
+def test_a_split_with_an_empty_side_is_refused(real, fraction):
+    with pytest.raises(DataError, match="--val-fraction"):  # no validation images, or no training images
+        split_train_val(real.x_train, real.y_train, fraction, seed=3)
+
+
 def test_parse_idx_reads_a_well_formed_file():
     images = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256
     assert np.array_equal(parse_idx(idx_bytes(images)), images)

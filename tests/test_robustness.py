@@ -15,7 +15,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, assert_clean_error, run_script, start_script
+from conftest import ROOT, assert_clean_error, run_code, run_script, start_script
 
 from fmnist.history import read_history
 
@@ -238,7 +238,7 @@ def test_resume_of_a_record_that_is_not_a_run_record(tmp_path):
 
 
 @pytest.mark.parametrize("flags", [["--epochs", "9"], ["--no-verify"], ["--learning-rate=0.1", "--seed", "3"],
-                                   ["--run-name", "other"]])
+                                   ["--run-name", "other"], ["--sweep", "epochs=1,2"]])
 def test_resume_refuses_settings_that_differ_from_the_record(flags):
     proc = run_script("fashion_mnist.py", "--resume", "some-run", *flags)
     assert_clean_error(proc, 2, "--resume continues a run with the settings in its record", flags[0].split("=")[0])
@@ -427,13 +427,30 @@ def test_resume_takes_a_checked_record_and_maps_the_old_tta_switch(tmp_path):
 
 
 def test_a_bad_record_is_refused_in_one_line_before_tensorflow_loads(tmp_path):
-    import subprocess
-    import sys
-
     _write_record(tmp_path, _resume_config(tmp_path).hyperparameters() | {"batch_size": 0})
     code = ("import runpy, sys\nsys.argv = ['fashion_mnist.py', '--resume', 'r', '--out', sys.argv[1]]\n"
             "try:\n    runpy.run_path('fashion_mnist.py', run_name='__main__')\n"
             "finally:\n    print('tensorflow loaded:', 'tensorflow' in sys.modules)\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    proc = run_code(code, tmp_path)
     assert_clean_error(proc, 1, "hyperparameters.batch_size: 0 is out of range")
     assert "tensorflow loaded: False" in proc.stdout
+
+
+def test_a_crash_mid_training_says_how_to_resume_and_the_run_resumes(tmp_path):
+    """An error inside training (a MemoryError at the end of the first epoch, as running out of memory would
+    raise): one error line and the --resume command; the completed epoch is kept and the run continues from it."""
+    code = ("import sys\nimport keras\nimport fashion_mnist\nfrom fmnist.errors import run_guarded\n"
+            "class Crash(keras.callbacks.Callback):\n"
+            "    def on_epoch_end(self, epoch, logs=None):\n        raise MemoryError('out of memory')\n"
+            "run_guarded(lambda: fashion_mnist.main(sys.argv[1:], extra_callbacks=[Crash()]))\n")
+    proc = run_code(code, *SMALL, "--out", tmp_path, "--run-name", "crash")
+    assert_clean_error(proc, 1, "MemoryError: out of memory")
+    assert "Training failed after 1 of 2 epochs" in proc.stderr
+    assert f"python fashion_mnist.py --resume crash --out {tmp_path}" in proc.stderr
+    record = tmp_path / "history" / "crash.json"
+    assert json.loads(record.read_text())["epochs_run"] == 1
+
+    resumed = run_script("fashion_mnist.py", "--resume", "crash", "--out", tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    finished = json.loads(record.read_text())
+    assert finished["status"] == "completed" and finished["epochs_run"] == 2
