@@ -8,7 +8,8 @@ Each writer gets its own subfolder of the run's log folder, so TensorBoard lists
 import numpy as np
 
 from fmnist import CLASS_NAMES
-from fmnist.evaluation import confusion_matrix, predict_probabilities
+from fmnist.data import image_batches
+from fmnist.evaluation import confusion_matrix, model_input
 from fmnist.figures import figure_png, plot_confusion_matrix, plot_predictions
 
 TENSORBOARD_DPI = 72  # the images of every epoch are small: a few hundred milliseconds an epoch, small event files
@@ -70,7 +71,9 @@ def make_epoch_images_callback(logdir, images, labels):
             self.writer = tf.summary.create_file_writer(str(logdir))
 
         def on_epoch_end(self, epoch, logs=None):
-            probabilities = predict_probabilities(self.model, np.concatenate([images, grid_images]))
+            # Unchecked: a diverged epoch's NaN outputs are drawn, and the run then stops with its own message.
+            x = model_input(self.model, np.concatenate([images, grid_images]))
+            probabilities = np.asarray(self.model.predict(image_batches(x, 500), verbose=0), "float32")
             predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
             figures = {
                 "validation/predictions": plot_predictions(
