@@ -2,7 +2,7 @@
 
     python fashion_mnist.py                           # the default cnn for 20 epochs
     python fashion_mnist.py --model lenet --epochs 5  # any setting below can be overridden like this
-    python fashion_mnist.py --model fast              # a speed-run recipe for CPUs (1.5-4 minutes on 2 cores)
+    python fashion_mnist.py --model fast              # a speed-run recipe for CPUs (1.5-5 minutes on 2 cores)
     python fashion_mnist.py --model best              # the most accurate recipe (40 minutes to 2 hours on 2 cores)
     python fashion_mnist.py --resume RUN              # continue a run stopped by Ctrl-C, SIGTERM or a crash
     python fashion_mnist.py --sweep batch_size=64,256,512     # one run per value, then a comparison
@@ -131,6 +131,7 @@ def run_training(config, data, so_far=NEW_RUN, extra_callbacks=(), paths=None):
     epoch_images = make_epoch_images_callback(paths.tensorboard / "images", x_val, y_val)
     callbacks = [*training.make_callbacks(paths, config.patience, config.keep, so_far.history), keeper,
                  devices.on_local_model(epoch_images, rebuild), *extra_callbacks]
+
     def how_to_continue():  # the unfinished epoch is dropped, and redone on resume
         return (f"after {len(keeper.history.get('loss', []))} of {config.epochs} epochs; the history so far is in "
                 f"{paths.record}. {devices.resume_hint(resume_command(config, paths.name))}")
