@@ -89,10 +89,10 @@ def one_run(cli_args, out, index):
         proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         # wait4 gives this run's own peak resident set (kilobytes on Linux), not that of every child so far.
         _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    exit_code = proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
     peak_rss_gb = usage.ru_maxrss / 1e6
-    if proc.returncode != 0:
-        sys.exit(f"error: run {index} failed (exit {proc.returncode}); see {out / f'run-{index}.log'}")
+    if exit_code != 0:
+        sys.exit(f"error: run {index} failed (exit {exit_code}); see {out / f'run-{index}.log'}")
     epochs = [json.loads(line) for line in log.read_text().splitlines()]
     record = json.loads((out / "history" / f"{run_name}.json").read_text())
     reached = {}

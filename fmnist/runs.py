@@ -202,16 +202,14 @@ def write_new(path, data: bytes):
     (a full disk, Ctrl-C) removes the part it wrote."""
     try:
         file = open(path, "xb")
-    except FileExistsError:
+        try:
+            with file:
+                file.write(data)
+        except BaseException:
+            Path(path).unlink(missing_ok=True)
+            raise
+    except FileExistsError:  # only open() raises it
         raise UserError(f"{path} already exists; not overwriting it") from None
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with file:
-            file.write(data)
-    except BaseException as e:
-        Path(path).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
     return path
