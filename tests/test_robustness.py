@@ -42,10 +42,13 @@ def interrupt_after_first_epoch(out, name, signum, tmp_path):
     log = tmp_path / f"{name or 'unnamed'}.log"
     proc = start_script("fashion_mnist.py", *SMALL, "--out", out, *(["--run-name", name] if name else []), log=log)
     if name is None:
+        # The run's name is claimed by creating tensorboard_logs/<run>/. (Not history/*.json: pathlib's `*` also
+        # matches the hidden temporary file of the record's atomic write.)
         deadline = time.monotonic() + 300
-        while not list((out / "history").glob("*.json")) and time.monotonic() < deadline:
+        while not (claimed := list((out / "tensorboard_logs").glob("*/"))) and time.monotonic() < deadline:
             time.sleep(0.05)
-        name = list((out / "history").glob("*.json"))[0].stem
+        (claimed_folder,) = claimed
+        name = claimed_folder.name
     wait_for_epochs(proc, out / "history" / f"{name}.json", 1, log)
     proc.send_signal(signum)
     proc.wait(timeout=120)
