@@ -19,13 +19,13 @@ images at every epoch, hparams), then prints the test report.
 The history and the record are rewritten after every epoch, so a stopped run loses at most the epoch under way.
 """
 
-import functools
 import os
 import sys
 
 # -----------------------------------------------------------------------------------------------------------
 # Hyperparameters: edit them here, or override any of them on the command line (for example --epochs 5).
-# `--model fast` and `--model best` bring their own recipes (fmnist/recipes.py); flags still override them.
+# The models, their layers and the recipes of `fast` and `best` are defined in fmnist/models.py; flags typed on the
+# command line override a recipe.
 # Each is declared once more, with its type, range and help, in fmnist/config.py SETTINGS.
 MODEL = "cnn"  # cnn | mlp | lenet | resnet18 | fast | best
 EPOCHS = 20
@@ -50,7 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 from fmnist.config import hyperparameter_defaults, parse_config  # noqa: E402 - the block above must stay on top
 from fmnist.errors import run_guarded  # noqa: E402
-from fmnist.resume import NEW_RUN  # noqa: E402
+from fmnist.run.resume import FRESH_START  # noqa: E402
 
 DEFAULTS = hyperparameter_defaults(HYPERPARAMETERS)
 COMMANDS = ("evaluate", "predict", "export", "show-data")
@@ -59,7 +59,7 @@ COMMANDS = ("evaluate", "predict", "export", "show-data")
 def main(argv, extra_callbacks=()):
     """Train (the default command), or run one of COMMANDS. `extra_callbacks` lets benchmarks observe a run."""
     if argv and argv[0] in COMMANDS:
-        from fmnist.commands import run_command
+        from fmnist.cli import run_command
 
         return run_command(argv[0], argv[1:])
     config, sweep = parse_config(
@@ -67,47 +67,48 @@ def main(argv, extra_callbacks=()):
         description=__doc__.split("\n")[0] + f" Other commands: {', '.join(COMMANDS)} (add --help after one).",
     )
     from fmnist.data import load_fashion_mnist
-    from fmnist.resume import read_resume_point
+    from fmnist.run.resume import read_resume_point
 
-    # --resume: the interrupted run's record holds its settings and its history so far
-    config, so_far = read_resume_point(config) if config.resume else (config, NEW_RUN)
+    # --resume: the interrupted run's record holds its settings and the history of its completed epochs
+    config, earlier = read_resume_point(config) if config.resume else (config, FRESH_START)
     data = load_fashion_mnist(config.data_dir, config.verify)
     if sweep:
-        from fmnist.sweep import run_sweep
+        from fmnist.run.sweep import run_sweep
 
         return run_sweep(config, sweep, data, run_training)
-    run_training(config, data, so_far, extra_callbacks)
+    run_training(config, data, earlier, extra_callbacks)
     return 0
 
 
-def run_training(config, data, so_far=NEW_RUN, extra_callbacks=(), paths=None):
-    """One training run on the loaded data (resumed from `so_far`); returns its run record, or None on a
-    multiworker worker that leaves the report to the chief.
+def run_training(config, data, earlier=FRESH_START, extra_callbacks=(), paths=None):
+    """One training run on the loaded data (resumed after the `earlier` epochs); returns its run record, or None
+    on a multiworker worker that leaves the report to the chief.
 
     `paths`: the run's files when its name is already claimed (a sweep claims all its runs' names first)."""
     from fmnist.data import split_train_val
-    from fmnist.distributed import read_role
-    from fmnist.runs import claim_run
+    from fmnist.run.names import claim_run
+    from fmnist.speed.cluster import read_role
 
     # ## Prepare the data, and claim the run's files (so that an unwritable --out fails now, not after 20 epochs)
     (x_train, y_train), (x_val, y_val) = split_train_val(
         data.x_train, data.y_train, config.val_fraction, config.seed, config.limit)
     print(f"Data: {data.source}; {len(x_train):,} train, {len(x_val):,} validation, {len(data.x_test):,} test")
     role = read_role(config.strategy)  # --strategy multiworker: a bad TF_CONFIG fails here
-    # The run is locked (fmnist.runs.lock_run) from here until the process exits: no other process can use it.
+    # The run is locked (fmnist/run/names.py) from here until the process exits: no other process can use it.
     paths = paths or claim_run(config, role.out_folder(config.out))
     print(f"Run: {paths.name}")
 
     # TensorFlow loads only now, so that --help and errors in the flags, --resume, the data or --out answer at once.
     from fmnist import training
-    from fmnist.architectures import build_model
-    from fmnist.checkpoints import RunKeeper, restore_last_epoch
     from fmnist.data import make_dataset
-    from fmnist.distributed import start_devices
-    from fmnist.interrupt import TrainingInterrupted
+    from fmnist.models import build_model
     from fmnist.report import write_report
-    from fmnist.resume import resume_command
-    from fmnist.tensorboard_logging import log_hparams, make_epoch_images_callback
+    from fmnist.run.checkpoints import RunRecorder, restore_last_epoch
+    from fmnist.run.resume import resume_command
+    from fmnist.run.signals import StopOnSignal, TrainingInterrupted
+    from fmnist.run.tensorboard import log_hparams, make_epoch_images_callback
+    from fmnist.speed.devices import start_devices
+    from fmnist.speed.fast_ops import use_fast_ops
 
     # One device, mirrored GPUs or several machines; --batch-size is per replica, the pipelines yield global batches.
     devices = start_devices(role, config.worker_timeout)
@@ -116,50 +117,65 @@ def run_training(config, data, so_far=NEW_RUN, extra_callbacks=(), paths=None):
     train_ds = make_dataset(x_train, y_train, batch_size, shuffle=True, seed=config.seed, augment=config.augment)
     val_ds = make_dataset(x_val, y_val, batch_size)
 
-    # ## Build and compile the model (resumed: with the weights and optimizer state of its last completed epoch)
-    model, precision = training.build_and_compile(config, devices, steps_per_epoch=len(train_ds))
-    restore_last_epoch(model, paths, so_far)
+    # ## Build and compile the model (the layers are in fmnist/models.py). Resumed: with the weights and optimizer
+    # state of its last completed epoch.
+    training.set_seed(config.seed, config.deterministic)
+    precision = training.set_precision(config.precision)
+    with devices.scope():  # tf.distribute: the variables go to every replica
+        model = build_model(config.model, config.resnet_width)
+        optimizer = training.make_optimizer(config, len(train_ds), devices.learning_rate(config))
+        fast_ops = "off (--no-fast-ops): Keras's own Adam, Dropout and BatchNormalization"
+        if config.fast_ops:  # faster stand-ins for some of Keras's ops; the saved model names plain Keras classes
+            model, optimizer, fast_ops = use_fast_ops(model, optimizer)
+        training.compile_model(model, optimizer)
+    restore_last_epoch(model, paths, earlier)
     model.summary()
     print(f"Precision: {precision}")
+    print(f"Fast ops: {fast_ops}")
 
     # ## Train. After every epoch the history, the run record and a backup for --resume are saved atomically.
-    about = {"run": paths.name, "model": config.model, "hyperparameters": config.hyperparameters(),
-             "precision": precision, "data_source": data.source, "files": paths.files(),
-             **devices.record(config.batch_size)}
-    keeper = RunKeeper(paths, so_far, about)
-    rebuild = functools.partial(build_model, config.model, config.resnet_width)
+    run_facts = {"run": paths.name, "model": config.model, "hyperparameters": config.hyperparameters(),
+                 "precision": precision, "data_source": data.source, "files": paths.files(),
+                 **devices.record(config.batch_size)}
+    recorder = RunRecorder(paths, earlier, run_facts)
     epoch_images = make_epoch_images_callback(paths.tensorboard / "images", x_val, y_val)
-    callbacks = [*training.make_callbacks(paths, config.patience, config.keep, so_far.history), keeper,
-                 devices.on_local_model(epoch_images, rebuild), *extra_callbacks]
+    callbacks = [*training.make_callbacks(paths, config, earlier.history), recorder,
+                 devices.predicting_callback(epoch_images), *extra_callbacks]
 
     def how_to_continue():  # the unfinished epoch is dropped, and redone on resume
-        return (f"after {len(keeper.history.get('loss', []))} of {config.epochs} epochs; the history so far is in "
+        return (f"after {len(recorder.history.get('loss', []))} of {config.epochs} epochs; the history so far is in "
                 f"{paths.record}. {devices.resume_hint(resume_command(config, paths.name))}")
 
     try:
-        devices.fit(model, train_ds, val_ds, epochs=config.epochs, callbacks=callbacks, initial_epoch=so_far.epochs)
-    except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM
-        keeper.finish("interrupted")
-        print(f"Interrupted ({stop}) {how_to_continue()}", file=sys.stderr)
-        raise SystemExit(stop.exit_code) from None  # ends a sweep too: the user asked to stop
+        with StopOnSignal() as stop:  # Ctrl-C or SIGTERM: stop at the end of the batch, with TrainingInterrupted
+            if devices.own_loop:  # multiworker, where model.fit fails in Keras 3 (fmnist/speed/multiworker.py)
+                devices.fit(model, train_ds, val_ds, epochs=config.epochs, callbacks=callbacks,
+                            initial_epoch=earlier.epochs, stop=stop)
+            else:  # shuffle=False only silences a warning: the tf.data pipeline reshuffles every epoch
+                model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=earlier.epochs,
+                          callbacks=[*callbacks, stop, training.EpochProgbarLogger()], shuffle=False)
+    except TrainingInterrupted as stopped:
+        recorder.finish("interrupted")
+        print(f"Interrupted ({stopped}) {how_to_continue()}", file=sys.stderr)
+        raise SystemExit(stopped.exit_code) from None  # ends a sweep too: the user asked to stop
     except Exception:  # a crash (out of memory, a full disk): the record still says "running", so it resumes too
         print(f"Training failed {how_to_continue()}", file=sys.stderr)
         raise
-    keeper.raise_if_diverged(config.learning_rate)
+    recorder.raise_if_diverged(config.learning_rate)
 
     # ## Report on the kept model (with --keep best, EarlyStopping restored its weights) on the test set, once
-    model = devices.model_to_report(model, rebuild)
+    model = devices.model_for_report(model)
     if model is None:  # a multiworker worker: its files are in a temporary folder, and the chief reports
-        keeper.finish("completed")
+        recorder.finish("completed")
         return None
-    epochs_run = len(keeper.history["loss"])
+    epochs_run = len(recorder.history["loss"])
     last_step = epochs_run - 1  # TensorBoard: the step of the last epoch's scalars, as Keras counts from 0
     test, figures = write_report(model, data.x_test, data.y_test, folder=paths.history.parent, stem=paths.name,
                                  tensorboard_dir=paths.tensorboard / "test", step=last_step, tta=config.tta)
-    record = keeper.finish("completed", test, figures)
+    record = recorder.finish("completed", test, figures)
     log_hparams(paths.tensorboard, paths.name, {**config.hyperparameters(), "precision": precision},
                 {f"test/{key}": test[key] for key in ("accuracy", "top5_accuracy", "loss")}, last_step)
-    print(f"{epochs_run} epochs in {keeper.seconds:.0f} s | files: {paths.model}, {paths.history}, {paths.record}, "
+    print(f"{epochs_run} epochs in {recorder.seconds:.0f} s | files: {paths.model}, {paths.history}, {paths.record}, "
           f"{paths.tensorboard}/")
     return record
 

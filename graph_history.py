@@ -30,10 +30,10 @@ def main(argv):
 
     if not args.show:
         matplotlib.use("Agg")  # headless: no display needed
-    from fmnist import UserError
-    from fmnist.atomic_files import write_atomically
+    from fmnist.errors import UserError
     from fmnist.figures import HISTORY_FIGURE_SIZE, figure_png, plot_histories
-    from fmnist.history import read_history
+    from fmnist.run.files import write_file
+    from fmnist.run.records import read_history
 
     paths = [Path(f) for f in args.files]
     histories = {}
@@ -56,7 +56,7 @@ def main(argv):
         window = plt.figure(figsize=HISTORY_FIGURE_SIZE, layout="constrained")
     fig = plot_histories(histories, title=args.title, validation_only=args.validation_only, fig=window)
     try:  # the whole figure or nothing: a failed write leaves no torn file, and an earlier figure as it was
-        write_atomically(out, figure_png(fig, format=out.suffix.lower().lstrip(".")))
+        write_file(out, figure_png(fig, format=out.suffix.lower().lstrip(".")))
     except OSError as e:
         raise UserError(f"cannot write {out}: {e.strerror or e}") from None
     print(f"Wrote {out}")

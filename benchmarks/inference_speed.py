@@ -4,7 +4,7 @@
     python benchmarks/inference_speed.py --arch fast        # an untrained one: the speed does not depend on weights
 
 Runtimes: Keras `model.predict`, a direct call `model(x)`, the SavedModel, ONNX Runtime, LiteRT float and LiteRT
-int8 (all through fmnist.runtimes, as `predict` runs them, on all cores). At batch 1 it times each call: median
+int8 (all through fmnist.ship.runtimes, as `predict` runs them, on all cores). At batch 1 it times each call: median
 and 99th-percentile latency, and images/s over all the calls. At batch 256: images/s. The runtimes take turns
 round by round, so a slow spell of this shared machine falls on all of them alike.
 """
@@ -22,16 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
-from fmnist.architectures import MODELS  # noqa: E402
 from fmnist.config import Number  # noqa: E402
-from fmnist.cpu import isa_flags  # noqa: E402
 from fmnist.errors import run_guarded  # noqa: E402
+from fmnist.models import MODELS  # noqa: E402
+from fmnist.speed.cpu import isa_flags  # noqa: E402
 
 
 def make_runners(model, folder):
     """{label: function(float32 batch) -> probabilities}, from the model and the files exported from it."""
-    from fmnist.export import KERAS_FORMAT, write_int8_tflite
-    from fmnist.runtimes import LiteRTRunner, OnnxRunner, SavedModelRunner
+    from fmnist.ship.export import KERAS_FORMAT, write_int8_tflite
+    from fmnist.ship.runtimes import LiteRTRunner, OnnxRunner, SavedModelRunner
 
     paths = {"saved_model": folder / "m.savedmodel", "onnx": folder / "m.onnx", "litert": folder / "m.tflite"}
     for fmt, path in paths.items():
@@ -101,9 +101,9 @@ def main(argv):
 
     import keras
 
-    from fmnist.architectures import build_model
     from fmnist.data import load_fashion_mnist
     from fmnist.evaluation import float32_copy, load_model
+    from fmnist.models import build_model
 
     print(describe_machine())
     print(f"CPU flags: {' '.join(isa_flags()) or 'no AVX2'}")

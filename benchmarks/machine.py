@@ -3,7 +3,7 @@
 import os
 import platform
 
-from fmnist.cpu import cpu_mhz, cpu_model, flop_per_cycle, isa_flags
+from fmnist.speed.cpu import cpu_mhz, cpu_model, flop_per_cycle, isa_flags
 
 
 def peak_flops(policy):

@@ -6,7 +6,7 @@
 
 The baseline recipe is fp32 `model.fit` on NumPy arrays at batch 64, with Keras's Adam and Dropout; its epoch of
 60,000 images is the unit the README's times are given in ("baseline epochs"). The project's path is the tf.data
-pipeline, several batches per call and the ops of fmnist/fast_ops.py (TensorFlow's fused Adam kernel and the
+pipeline, several batches per call and the ops of fmnist/speed/fast_ops.py (TensorFlow's fused Adam kernel and the
 byte-mask dropout), at float32 and at the policy --precision auto picks, at batch 64 and larger; by default each
 also runs with Keras's own ops, to show what the project's bring. The settings take turns (round-robin), so a
 noisy neighbour on a shared machine slows them alike; each round times one epoch from its start to its end, and
@@ -74,9 +74,9 @@ class Setting:
                  ops="keras"):
         import keras
 
-        from fmnist.architectures import build_cnn
         from fmnist.data import make_dataset
-        from fmnist.fast_ops import use_byte_mask_dropout, use_fused_adam_kernel
+        from fmnist.models import build_cnn
+        from fmnist.speed.fast_ops import use_byte_mask_dropout, use_fused_adam_kernel
         from fmnist.training import compile_model
 
         self.label, self.batch_size, self.pipeline, self.policy = label, batch_size, pipeline, policy

@@ -19,9 +19,3 @@ CLASS_NAMES = (
 NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SIDE = 28  # every image is IMAGE_SIDE x IMAGE_SIDE greyscale, 0-255
 
-
-class UserError(Exception):
-    """A problem the user can fix (bad file, bad folder, bad input).
-
-    The entry scripts print it as one line, `error: <message>`, and exit 1.
-    """

@@ -1,5 +1,5 @@
 """The settings of one run, each declared once in SETTINGS: its flag, type, range, choices, help, and whether
-sweeps vary it and the run record keeps it. The parser, the Config dataclass, the sweep grid and the checks on a
+sweeps vary it and the run record keeps it. The parser, the Config, the sweep grid and the checks on a
 resumed run's record are all derived from that one list.
 
 The hyperparameters' defaults live in the block at the top of fashion_mnist.py, where users edit them; adding one
@@ -8,19 +8,15 @@ clear message before TensorFlow loads.
 """
 
 import argparse
-import dataclasses
-import functools
 import itertools
 import math
 import re
 from dataclasses import dataclass
 
-from fmnist.architectures import MODELS
-from fmnist.recipes import RECIPES, recipe_note
+from fmnist.evaluation import TTA_HELP, TTA_VIEWS
+from fmnist.models import MODELS, RECIPES, recipe_note
 
-TTA_CHOICES = ("none", "flip", "flip-shift")  # fmnist.evaluation.TTA_VIEWS, without importing NumPy for --help
-TTA_HELP = ("test-time augmentation: average the prediction over the image and its mirror (flip), and also over each "
-            "shifted a pixel left and right (flip-shift)")
+TTA_CHOICES = tuple(TTA_VIEWS)
 
 
 class Number:
@@ -131,7 +127,7 @@ SETTINGS = (
     Setting("deterministic", "bit-identical results for the same --seed on the same machine "
             "(tf.config.experimental.enable_op_determinism); can make training slower", bool, default=False),
     Setting("fast_ops", "train with Keras's own Adam, Dropout and BatchNormalization ops instead of the project's "
-            "faster ones (fmnist/fast_ops.py)", bool, default=True),
+            "faster ones (fmnist/speed/fast_ops.py)", bool, default=True),
     Setting("strategy", "tf.distribute strategy: one device; mirrored over this machine's GPUs; multiworker over "
             "the machines in $TF_CONFIG; auto: mirrored when there are 2+ GPUs, else one",
             choices=("auto", "one", "mirrored", "multiworker"), default="auto", group=DEVICES),
@@ -158,18 +154,36 @@ SETTINGS = (
 RESUME_MAY_CHANGE = ("data_dir", "out")
 
 
-class ConfigBase:
+class Config:
+    """The settings of one run, read-only: one attribute per Setting of SETTINGS (config.epochs,
+    config.batch_size...). parse_config makes it; `replace` gives a copy with some settings changed."""
+
+    def __init__(self, settings=SETTINGS, **values):
+        mismatch = set(values) ^ {s.name for s in settings}
+        if mismatch:
+            raise TypeError(f"a Config takes exactly the settings of SETTINGS; not {sorted(mismatch)}")
+        self.__dict__.update(values, SETTINGS=settings)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"a Config is read-only: use config.replace({name}=...)")
+
+    def values(self):
+        return {s.name: getattr(self, s.name) for s in self.SETTINGS}
+
+    def replace(self, **changes):
+        return Config(self.SETTINGS, **{**self.values(), **changes})
+
     def hyperparameters(self):
         """The recorded settings: those that shape the result (not where files go), for the run record."""
         return {s.name: getattr(self, s.name) for s in self.SETTINGS if s.recorded}
 
+    def __eq__(self, other):
+        return isinstance(other, Config) and self.values() == other.values()
 
-@functools.cache
-def config_class(settings):
-    """The frozen dataclass with one field per setting."""
-    return dataclasses.make_dataclass("Config", [(s.name, object) for s in settings], bases=(ConfigBase,),
-                                      namespace={"SETTINGS": settings}, frozen=True)
+    __hash__ = None
 
+    def __repr__(self):
+        return "Config(" + ", ".join(f"{name}={value!r}" for name, value in self.values().items()) + ")"
 
 
 def hyperparameter_defaults(namespace, settings=SETTINGS):
@@ -198,21 +212,28 @@ def build_parser(defaults, description=None, settings=SETTINGS):
     groups = {}
     for s in settings:
         group = groups.get(s.group) or groups.setdefault(s.group, p.add_argument_group(s.group))
-        default = defaults[s.name] if s.hyperparameter else s.default
-        if s.type is bool:
-            group.add_argument(s.flag, dest=s.name, action="store_false" if default else "store_true",
-                               help=s.help)
-            continue
-        help_text = f"{s.help} {recipe_note(s.name, default)}" if any(s.name in r for r in RECIPES.values()) \
-            else s.help
-        group.add_argument(s.flag, dest=s.name, type=None if s.choices else s.type, choices=s.choices,
-                           default=default, metavar=s.metavar, help=help_text)
+        add_flag(group, s, defaults[s.name] if s.hyperparameter else s.default)
     p.add_argument_group("sweeps").add_argument(
         "--sweep", action="append", metavar="NAME=V1,V2,...",
         help="train once per value with everything else equal, e.g. batch_size=64,256,512; repeat for a grid "
              "(model=... trains each net with the recipe of --model). "
              "Then compare them in history/<sweep>-compare.png and -results.md")
     return p
+
+
+def add_flag(parser, setting, default=None):
+    """The flag of one setting (another command shares --data-dir and --no-verify with training this way)."""
+    s = setting
+    default = s.default if default is None else default
+    if s.type is bool:
+        parser.add_argument(s.flag, dest=s.name, action="store_false" if default else "store_true", help=s.help)
+        return
+    help_text = f"{s.help} {recipe_note(s.name, default)}" if any(s.name in r for r in RECIPES.values()) else s.help
+    parser.add_argument(s.flag, dest=s.name, type=None if s.choices else s.type, choices=s.choices,
+                        default=default, metavar=s.metavar, help=help_text)
+
+
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
 
 def _given_flags(parser, argv):
@@ -246,7 +267,7 @@ def parse_config(argv, defaults, description=None, settings=SETTINGS):
     grid = _sweep_grid(parser, args.pop("sweep") or [], settings)
     if grid and args["strategy"] == "multiworker":
         parser.error("--sweep runs on one machine; drop --strategy multiworker")
-    return config_class(settings)(**args), grid
+    return Config(settings, **args), grid
 
 
 def check_settings(config, values):
@@ -261,7 +282,7 @@ def check_settings(config, values):
             checked[name] = by_name[name].check(value)
         except argparse.ArgumentTypeError as e:
             raise ValueError(f"{name}: {e}") from None
-    return dataclasses.replace(config, **checked)
+    return config.replace(**checked)
 
 
 def _sweep_grid(parser, specs, settings):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import IMAGE_SIDE, NUM_CLASSES, UserError
+from fmnist import IMAGE_SIDE, NUM_CLASSES
+from fmnist.errors import UserError
 
 # file name -> (IDX magic number, item count, SHA-256 of the decompressed content)
 FILES = {
@@ -245,7 +246,11 @@ def make_dataset(images, labels, batch_size, *, shuffle=False, seed=None, augmen
     return untuned(ds.prefetch(PIPELINE_DEPTH))
 
 
-def image_batches(images, batch_size):
+# Images per call when predicting on a whole set: big enough to amortise the call, small enough for memory.
+PREDICT_BATCH = 500
+
+
+def image_batches(images, batch_size=PREDICT_BATCH):
     """`images` (already the model's input) in batches for model.predict, without autotuning (see make_dataset):
     Keras's own pipeline for NumPy arrays stalled a predict call by seconds when its iterator was deleted."""
     import tensorflow as tf

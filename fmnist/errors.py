@@ -3,7 +3,12 @@
 import os
 import sys
 
-from fmnist import UserError
+
+class UserError(Exception):
+    """A problem the user can fix (bad file, bad folder, bad input).
+
+    The entry scripts print it as one line, `error: <message>`, and exit 1.
+    """
 
 
 def first_line(error, limit=200):
@@ -12,7 +17,7 @@ def first_line(error, limit=200):
     return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
-def described(error):
+def error_text(error):
     """`KeyError: 'x'`: the exception's type and the first line of its message (the type alone without one)."""
     return f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
 
@@ -33,5 +38,5 @@ def run_guarded(main):
     except Exception as e:  # noqa: BLE001 - the convention is one line, never a traceback
         if os.environ.get("FMNIST_TRACEBACK"):
             raise
-        print(f"error: {described(e)} (set FMNIST_TRACEBACK=1 for details)", file=sys.stderr)
+        print(f"error: {error_text(e)} (set FMNIST_TRACEBACK=1 for details)", file=sys.stderr)
         sys.exit(1)

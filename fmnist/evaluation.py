@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import CLASS_NAMES, IMAGE_SIDE, NUM_CLASSES, UserError
-from fmnist.data import image_batches
-from fmnist.errors import first_line
+from fmnist import CLASS_NAMES, IMAGE_SIDE, NUM_CLASSES
+from fmnist.data import PREDICT_BATCH, image_batches
+from fmnist.errors import UserError, first_line
 
 EPSILON = 1e-7  # Keras's cross-entropy clips probabilities to [EPSILON, 1 - EPSILON]; so does ours
 
@@ -51,6 +51,8 @@ def model_input(model, images):
 # Test-time augmentation: the copies of each image whose predictions are averaged, by --tta. They should match the
 # training augmentation: shifted copies help a net trained with shifts and hurt one trained on flips alone
 # (docs/experiments.md).
+TTA_HELP = ("test-time augmentation: average the prediction over the image and its mirror (flip), and also over each "
+            "shifted a pixel left and right (flip-shift)")
 TTA_VIEWS = {
     "none": ((False, 0),),
     "flip": ((False, 0), (True, 0)),  # (mirrored, pixels shifted right)
@@ -58,7 +60,7 @@ TTA_VIEWS = {
 }
 
 
-def predict_probabilities(model, images, batch_size=500, tta="none"):
+def predict_probabilities(model, images, batch_size=PREDICT_BATCH, tta="none"):
     """Class probabilities (N, 10) as float32, checked to be probabilities (the last layer must be a softmax).
 
     With `tta` (test-time augmentation) each is the average over copies of the image (TTA_VIEWS): "flip", itself

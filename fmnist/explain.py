@@ -15,7 +15,8 @@ The class score is the logit, the last Dense layer's output before its softmax, 
 through the softmax, the gradient of a class that is nearly certain vanishes.
 """
 
-from pathlib import Path
+import functools
+import sys
 
 import numpy as np
 
@@ -62,15 +63,8 @@ def receptive_field_centres(model, layer):
     offset + stride * i. Follows the first input back to the model's input through Conv2D and pooling layers."""
     import keras
 
-    chain, tensor = [], _output_of(model, layer)
-    while True:
-        op, node = _producer(tensor)
-        if isinstance(op, keras.layers.InputLayer) or not node.input_tensors:
-            break
-        tensor = node.input_tensors[0]
-        chain.append((op, tensor.shape, node.output_tensors[0].shape))
     geometry = [(0.0, 1), (0.0, 1)]
-    for op, shape_in, shape_out in reversed(chain):
+    for op, shape_in, shape_out in _chain_to(model, layer):
         if isinstance(op, keras.layers.Conv2D):
             kernel = op.kernel_size
         elif isinstance(op, keras.layers.MaxPooling2D | keras.layers.AveragePooling2D):
@@ -86,6 +80,50 @@ def receptive_field_centres(model, layer):
     return geometry
 
 
+# Keras 3's symbolic tensors and layers keep their graph in private attributes; the first path below follows
+# them. Where a Keras release renames one, the explanation takes the layers in order instead: exact for a chain of
+# layers (cnn, lenet, fast, best), approximate for a net with branches (resnet18).
+KERAS_GRAPH_INTERNALS = ("KerasTensor._keras_history", "Layer._inbound_nodes")
+
+
+@functools.cache
+def missing_keras_internals():
+    """"" when the private Keras attributes the graph walk uses are there (checked once, on a tiny model); else
+    the first missing one, after a one-line warning."""
+    import keras
+
+    inputs = keras.Input((2,))
+    layer = keras.layers.Dense(1)
+    output = layer(inputs)
+    history = getattr(output, "_keras_history", None)
+    missing = ""
+    if history is None or not hasattr(history, "operation") or not hasattr(history, "node_index"):
+        missing = KERAS_GRAPH_INTERNALS[0]
+    elif not hasattr(layer, "_inbound_nodes"):
+        missing = KERAS_GRAPH_INTERNALS[1]
+    if missing:
+        print(f"warning: Keras {keras.__version__} has no {missing}, which fmnist/explain.py follows; heat maps "
+              "are placed by the order of the layers instead (exact for nets without branches)", file=sys.stderr)
+    return missing
+
+
+def _chain_to(model, layer):
+    """(layer, input shape, output shape) of each layer from the model's input to `layer`, in order."""
+    if missing_keras_internals():
+        layers = model.layers[:model.layers.index(layer) + 1]
+        return [(op, op.input.shape, op.output.shape) for op in layers]
+    import keras
+
+    chain, tensor = [], _output_of(model, layer)
+    while True:
+        op, node = _producer(tensor)
+        if isinstance(op, keras.layers.InputLayer) or not node.input_tensors:
+            break
+        tensor = node.input_tensors[0]
+        chain.append((op, tensor.shape, node.output_tensors[0].shape))
+    return chain[::-1]
+
+
 def _producer(tensor):
     """The layer that computed a symbolic tensor, and the call (node) in which it did."""
     history = tensor._keras_history
@@ -95,6 +133,8 @@ def _producer(tensor):
 def _output_of(model, layer):
     """`layer`'s output in the graph from the model's inputs to its outputs. (`layer.output` is its first call's,
     and a loaded Sequential model calls its layers once per layer added: the first is a graph of its own.)"""
+    if missing_keras_internals():
+        return layer.output
     stack, seen = list(model.outputs), set()
     while stack:
         tensor = stack.pop()
@@ -156,9 +196,13 @@ def _class_scores(model):
     outputs as they are."""
     import keras
 
-    last, node = _producer(model.outputs[0])
+    if missing_keras_internals():
+        last, head = model.layers[-1], model.layers[-1].input
+    else:
+        last, node = _producer(model.outputs[0])
+        head = node.input_tensors[0]
     if isinstance(last, keras.layers.Dense) and last.activation is keras.activations.softmax:
-        return node.input_tensors[0], lambda head: keras.ops.matmul(head, last.kernel) + last.bias
+        return head, lambda head: keras.ops.matmul(head, last.kernel) + last.bias
     return model.outputs[0], lambda head: head
 
 
@@ -196,25 +240,6 @@ def _saliency(model, images, classes):
         tape.watch(x)
         total = tf.reduce_sum(scores(probe(x, training=False)) * chosen)
     return tf.abs(tf.reshape(tape.gradient(total, x), (-1, SIDE, SIDE))).numpy().astype("float32")
-
-
-def write_explanations(model, images, probabilities, image_paths):
-    """For each image: <image stem>-explained.png beside the image file (a free name: never replacing one), with
-    the image and the heat maps for the top class and the runner-up. Returns the paths written."""
-    from fmnist.figures import figure_png, plot_explanation
-    from fmnist.runs import free_stem, write_new
-
-    order = np.argsort(-probabilities, axis=1)
-    top, second = heat_maps(model, images, order[:, 0]), heat_maps(model, images, order[:, 1])
-    written = []
-    for i, image_path in enumerate(map(Path, image_paths)):
-        panels = [(heat[i], f"{CLASS_NAMES[c]} {probabilities[i, c]:.1%}" + ("" if heat[i].any() else "\n(none found)"))
-                  for heat, c in ((top, order[i, 0]), (second, order[i, 1]))]
-        fig = plot_explanation(images[i], panels, title=f"{image_path.name}: {method_name(model)}")
-        folder = image_path.parent
-        stem = free_stem(folder, f"{image_path.stem}-explained", [".png"])
-        written.append(write_new(folder / f"{stem}.png", figure_png(fig)))
-    return written
 
 
 def pick_confused_pair(labels, predicted, true_class, other_class, per_class=4):

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import CLASS_NAMES, UserError
-from fmnist.atomic_files import write_atomically
+from fmnist import CLASS_NAMES
 from fmnist.evaluation import conv_feature_maps, load_model, predict_probabilities, summarise
 from fmnist.figures import figure_png, plot_confusion_matrix, plot_feature_maps, plot_predictions
-from fmnist.runs import claimed_stem, free_stem, write_new
+from fmnist.run.files import writable_folder, write_file
+from fmnist.run.names import claimed_name, free_name
 
 MISTAKES_SHOWN = 24
 FEATURE_MAP_IMAGE = 0  # the test image whose feature maps are drawn (an ankle boot)
@@ -70,11 +70,11 @@ def write_report(model, images, labels, *, folder, stem, tensorboard_dir=None, s
     summary = summarise(probabilities, labels)
     print(format_report(summary))
     figures = report_figures(model, images, labels, probabilities, summary)
-    stem = free_stem(folder, stem, [f"-{name}.png" for name in FIGURE_NAMES])
+    stem = free_name(folder, stem, [f"-{name}.png" for name in FIGURE_NAMES])
     pngs = {name: figure_png(fig) for name, fig in figures.items()}
-    paths = {name: str(write_new(Path(folder) / f"{stem}-{name}.png", png)) for name, png in pngs.items()}
+    paths = {name: str(write_file(Path(folder) / f"{stem}-{name}.png", png, new=True)) for name, png in pngs.items()}
     if tensorboard_dir is not None:
-        from fmnist.tensorboard_logging import log_pngs
+        from fmnist.run.tensorboard import log_pngs
 
         log_pngs(tensorboard_dir, {f"test/{name}": png for name, png in pngs.items()}, step)
     print("Figures: " + ", ".join(paths.values()))
@@ -90,19 +90,15 @@ def evaluate_saved_model(model_path, out, data_dir=None, verify=True, tta="none"
     model_path = Path(model_path)
     model = load_model(model_path)
     data = load_fashion_mnist(data_dir, verify)
-    folder = Path(out) if out else model_path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot write to {folder}: {e.strerror or e}") from None
+    folder = writable_folder(out or model_path.parent)
     suffixes = ["-evaluation.json"] + [f"-{name}.png" for name in FIGURE_NAMES]
     # The name is taken at once (an empty -evaluation.json), so two evaluations of one model never share it.
-    with claimed_stem(folder, model_path.stem, suffixes, "-evaluation.json") as stem:
+    with claimed_name(folder, model_path.stem, suffixes, "-evaluation.json") as stem:
         record_path = folder / f"{stem}-evaluation.json"
         print(f"Model: {model_path} ({model.name}, {model.count_params():,} parameters); data: {data.source}")
         summary, figures = write_report(model, data.x_test, data.y_test, folder=folder, stem=stem, tta=tta)
         record = {"model": str(model_path), "data_source": data.source, "tta": tta, "test": summary,
                   "figures": figures}
-        write_atomically(record_path, (json.dumps(record, indent=2) + "\n").encode())
+        write_file(record_path, (json.dumps(record, indent=2) + "\n").encode())
     print(f"Report: {record_path}")
     return 0

@@ -1,17 +1,20 @@
-"""Everything between the settings and a trained model: seeds, precision, optimizer, compile, callbacks, fit."""
+"""Everything between the settings and model.fit: the seed, the precision, the optimizer, compile, callbacks.
 
-import dataclasses
+The training script calls these in the order a Keras user expects (fashion_mnist.py: build, compile, fit).
+This module imports Keras: import it only once the command line has been parsed.
+"""
+
 import math
 
-from fmnist.architectures import build_model
-from fmnist.cpu import bf16_pays
-from fmnist.fast_ops import use_fast_ops
+import keras
+
+from fmnist.run.checkpoints import KeptModelCheckpoint, ResumableEarlyStopping
+from fmnist.speed.cpu import bf16_pays
 
 
 def set_seed(seed, deterministic=False):
     """Seed Python, NumPy, TensorFlow and Keras. `deterministic` also makes TensorFlow pick reproducible kernels,
     so that two runs with the same seed give identical histories (some ops get slower)."""
-    import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
@@ -33,47 +36,26 @@ def choose_precision(requested):
     return "mixed_bfloat16" if bf16_pays() else "float32"
 
 
-def set_precision(policy):
-    """Set the global policy; it must happen before the model is built."""
-    import keras
-
+def set_precision(requested):
+    """Set the global dtype policy for --precision (it must happen before the model is built); returns it."""
+    policy = choose_precision(requested)
     keras.mixed_precision.set_global_policy(policy)
+    return policy
 
 
-def build_and_compile(config, devices, steps_per_epoch):
-    """The seeded model for `config`, built and compiled within the devices' scope, and its precision policy.
-
-    The learning rate is scaled by the number of replicas with --scale-lr; the fast ops are used unless
-    --no-fast-ops (fmnist/fast_ops.py).
-    """
-    set_seed(config.seed, config.deterministic)
-    precision = choose_precision(config.precision)
-    set_precision(precision)
-    with devices.scope():
-        model = build_model(config.model, config.resnet_width)
-        optimizer = make_optimizer(dataclasses.replace(config, learning_rate=devices.learning_rate(config)),
-                                   steps_per_epoch)
-        if config.fast_ops:
-            model, optimizer = use_fast_ops(model, optimizer)
-        compile_model(model, optimizer)
-    return model, precision
-
-
-def make_optimizer(config, steps_per_epoch):
-    """Adam, or AdamW when weight decay is set; a constant rate, or linear warm-up then cosine decay to zero."""
-    import keras
-
-    rate = config.learning_rate
+def make_optimizer(config, steps_per_epoch, learning_rate=None):
+    """Adam, or AdamW when weight decay is set; a constant rate, or linear warm-up then cosine decay to zero.
+    `learning_rate` replaces config.learning_rate (tf.distribute's --scale-lr)."""
+    peak = config.learning_rate if learning_rate is None else learning_rate
+    rate = peak
     if config.schedule == "cosine":
         total = config.epochs * steps_per_epoch
         warmup = min(round(config.warmup_epochs * steps_per_epoch), total - 1)
         rate = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=total - warmup, warmup_target=config.learning_rate, warmup_steps=warmup)
+            0.0, decay_steps=total - warmup, warmup_target=peak, warmup_steps=warmup)
     if config.weight_decay > 0:
-        optimizer = keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
-    else:
-        optimizer = keras.optimizers.Adam(rate)
-    return optimizer
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(rate)
 
 
 # Batches per call into TensorFlow. One call per batch spends a fixed Python overhead per step; 8 spread it, which
@@ -87,8 +69,6 @@ def compile_model(model, optimizer, steps_per_execution=STEPS_PER_EXECUTION):
 
     `steps_per_execution` runs that many batches in one call into TensorFlow (see STEPS_PER_EXECUTION).
     """
-    import keras
-
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
@@ -98,32 +78,25 @@ def compile_model(model, optimizer, steps_per_execution=STEPS_PER_EXECUTION):
     return model
 
 
-def make_callbacks(paths, patience, keep, earlier_history):
-    """The checkpoint keeps the `keep` ("best" or "last") epoch's model; it and early stopping pick up from
-    `earlier_history` when a run is resumed (empty otherwise)."""
-    import keras
-
-    from fmnist.checkpoints import KeptModelCheckpoint, ResumableEarlyStopping
-
+def make_callbacks(paths, config, earlier_history):
+    """NaN guard, the checkpoint of the kept model (--keep), early stopping (--patience) and TensorBoard. The
+    checkpoint and early stopping pick up from `earlier_history` when a run is resumed (empty otherwise)."""
     val_losses = earlier_history.get("val_loss", [])
     best = min((v for v in val_losses if math.isfinite(v)), default=math.inf)
     return [
         keras.callbacks.TerminateOnNaN(),
-        KeptModelCheckpoint(paths.model, keep, best),
-        ResumableEarlyStopping(patience, val_losses, paths.model, restore_best_weights=keep == "best"),
+        KeptModelCheckpoint(paths.model, config.keep, best),
+        ResumableEarlyStopping(config.patience, val_losses, paths.model, restore_best_weights=config.keep == "best"),
         keras.callbacks.TensorBoard(log_dir=str(paths.tensorboard)),
     ]
 
 
-def train(model, train_ds, val_ds, epochs, callbacks, *, initial_epoch=0):
-    """Fit with Keras's progress bar, from `initial_epoch` (a resumed run) to `epochs`.
+class EpochProgbarLogger(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, kept within the epoch's length. With steps_per_execution > 1, Keras reports the
+    epoch's last, partial call into TensorFlow as a full one, so the bar ran past its end (`48/43` for 43 steps in
+    calls of 8)."""
 
-    SIGINT or SIGTERM ends it at the end of the current batch with fmnist.interrupt.TrainingInterrupted.
-    """
-    from fmnist.interrupt import StopOnSignal
-    from fmnist.progress import EpochProgbarLogger
-
-    with StopOnSignal() as stop:
-        # shuffle=False only silences a warning: the tf.data pipeline already reshuffles every epoch.
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
-                  callbacks=[*callbacks, stop, EpochProgbarLogger()], shuffle=False)
+    def on_train_batch_end(self, batch, logs=None):
+        if self.target is not None:
+            batch = min(batch, self.target - 1)  # `batch` counts from 0
+        super().on_train_batch_end(batch, logs)

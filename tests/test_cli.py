@@ -257,12 +257,12 @@ def test_a_flag_that_would_fail_later_is_refused_before_the_name_is_claimed(tmp_
 
 @pytest.mark.slow
 def test_a_run_that_fails_before_training_gives_its_name_back(tmp_path):
-    script = ("import sys\nfrom fmnist.runs import reserve_run\nreserve_run(sys.argv[1], 'early', None)\n"
+    script = ("import sys\nfrom fmnist.run.names import reserve_run\nreserve_run(sys.argv[1], 'early', None)\n"
               "raise SystemExit('failed before its first epoch')")
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 1 and "failed before" in proc.stderr
     assert not (tmp_path / "tensorboard_logs" / "early").exists()
-    from fmnist.runs import reserve_run
+    from fmnist.run.names import reserve_run
 
     assert reserve_run(tmp_path, "early", None).name == "early"
 
@@ -282,8 +282,8 @@ def test_run_files_honour_the_umask_like_open(tiny_run):
 @pytest.mark.slow
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
 def test_atomic_writes_give_the_mode_a_new_file_would_get(tmp_path, umask):
-    script = ("import os, sys\nfrom fmnist.atomic_files import write_atomically\n"
-              "write_atomically(sys.argv[1], b'x')\nopen(sys.argv[2], 'w').close()")
+    script = ("import os, sys\nfrom fmnist.run.files import write_file\n"
+              "write_file(sys.argv[1], b'x')\nopen(sys.argv[2], 'w').close()")
     subprocess.run([sys.executable, "-c", script, tmp_path / "atomic", tmp_path / "plain"], check=True, cwd=ROOT,
                    preexec_fn=lambda: os.umask(umask))
     assert (tmp_path / "atomic").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777

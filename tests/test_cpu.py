@@ -1,10 +1,10 @@
-"""fmnist/cpu.py: the peak arithmetic read from the instruction set, and `--precision auto` following it."""
+"""fmnist/speed/cpu.py: the peak arithmetic read from the instruction set, and `--precision auto` following it."""
 
 import pytest
 
 
 def test_peak_arithmetic_follows_the_instruction_set():
-    from fmnist.cpu import flop_per_cycle
+    from fmnist.speed.cpu import flop_per_cycle
 
     assert flop_per_cycle(["avx2", "fma"], "GenuineIntel", 6) == (32, 32)  # a laptop: no bf16 instructions
     assert flop_per_cycle(["avx2", "fma", "avx512f"], "GenuineIntel", 6) == (64, 64)
@@ -23,14 +23,14 @@ def test_peak_arithmetic_follows_the_instruction_set():
 def test_auto_precision_takes_bf16_only_where_the_cpu_computes_it_faster(monkeypatch, vendor, flags, policy):
     import tensorflow as tf
 
-    import fmnist.cpu
+    import fmnist.speed.cpu
     from fmnist.training import choose_precision
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("on a GPU, `auto` follows the GPU")
 
     cpuinfo = {"vendor_id": [vendor], "cpu family": ["25" if vendor == "AuthenticAMD" else "6"], "flags": [flags]}
-    monkeypatch.setattr(fmnist.cpu, "_cpuinfo_values", lambda field: cpuinfo.get(field, []))
+    monkeypatch.setattr(fmnist.speed.cpu, "_cpuinfo_values", lambda field: cpuinfo.get(field, []))
     assert choose_precision("auto") == policy
     assert choose_precision("float32") == "float32"
 

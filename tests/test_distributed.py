@@ -32,15 +32,31 @@ def tf_config(ports, index):
                        "task": {"type": "worker", "index": index}})
 
 
+# fashion_mnist.py, with a callback that writes the SHA-256 of the final weights to the file in argv[1].
+WORKER = """
+import hashlib, sys
+import keras
+import fashion_mnist
+from fmnist.errors import run_guarded
+
+class WeightsDigest(keras.callbacks.Callback):
+    def on_train_end(self, logs=None):
+        weights = b"".join(w.tobytes() for w in self.model.get_weights())
+        with open(sys.argv[1], "w") as f:
+            f.write(hashlib.sha256(weights).hexdigest())
+
+run_guarded(lambda: fashion_mnist.main(sys.argv[2:], extra_callbacks=[WeightsDigest()]))
+"""
+
+
 def start_worker(tmp_path, ports, index, *args):
     """One worker of the cluster, with its own TF_CONFIG, temporary folder, weights digest file and log."""
     scratch = tmp_path / f"tmp{index}"
     scratch.mkdir()
-    env = dict(_script_env(), TF_CONFIG=tf_config(ports, index), TMPDIR=str(scratch),
-               FMNIST_WEIGHTS_SHA256_FILE=str(tmp_path / f"weights{index}.sha256"))
+    env = dict(_script_env(), TF_CONFIG=tf_config(ports, index), TMPDIR=str(scratch))
     log = open(tmp_path / f"worker{index}.log", "w")  # noqa: SIM115 - closed with the process below
-    proc = subprocess.Popen([sys.executable, str(ROOT / "fashion_mnist.py"), *map(str, args)], stdout=log,
-                            stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / f"weights{index}.sha256"),
+                             *map(str, args)], stdout=log, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     proc.log = log
     return proc
 

@@ -16,8 +16,8 @@ from fmnist import CLASS_NAMES
 def test_heat_maps_build_for_every_architecture(name):
     import keras
 
-    from fmnist.architectures import build_model
     from fmnist.explain import MIN_SIDE, feature_layer, heat_maps, method_name
+    from fmnist.models import build_model
 
     keras.utils.set_random_seed(0)
     # Width 16: TensorFlow 2.21's oneDNN kernels crash backpropagating through narrower nets' convolutions for
@@ -76,8 +76,8 @@ def test_a_batch_normalized_block_is_explained_after_its_activation(tmp_path):
 def test_maps_are_placed_on_their_receptive_fields():
     """Where each position of the explained map is centred in the image: padded layers keep the map centred on the
     image, unpadded ones (cnn, lenet) shrink it towards the middle, pooling halves the resolution."""
-    from fmnist.architectures import build_model
     from fmnist.explain import feature_layer, receptive_field_centres
+    from fmnist.models import build_model
 
     for name, geometry in [("cnn", (2.0, 1)), ("lenet", (4.5, 2)), ("fast", (0.5, 2)), ("best", (0.5, 2)),
                            ("resnet18", (1.0, 2))]:
@@ -90,8 +90,8 @@ def test_a_map_adds_up_to_the_class_scores_change_from_a_black_image():
     map of a class adds up to how much its logit differs from the logit of an all-black image."""
     import keras
 
-    from fmnist.architectures import build_model
     from fmnist.explain import attributions
+    from fmnist.models import build_model
 
     keras.utils.set_random_seed(3)
     images = np.random.default_rng(3).integers(0, 256, (4, 28, 28), dtype=np.uint8)
@@ -110,8 +110,8 @@ def test_heat_maps_of_a_batch_are_each_images_own():
     """One gradient of the summed scores gives every image its own map: the same as one image at a time."""
     import keras
 
-    from fmnist.architectures import build_model
     from fmnist.explain import heat_maps
+    from fmnist.models import build_model
 
     keras.utils.set_random_seed(1)
     model = build_model("lenet")
@@ -170,9 +170,9 @@ def test_the_maps_come_from_what_the_model_learned(fast_run):
     architecture or the image alone decides (edges, the garment's outline) would fail this."""
     import keras
 
-    from fmnist.architectures import build_model
     from fmnist.data import load_fashion_mnist
     from fmnist.explain import heat_maps
+    from fmnist.models import build_model
 
     model_path, _ = fast_run
     trained = keras.saving.load_model(model_path, compile=False)

@@ -57,7 +57,7 @@ def test_export_writes_every_format_with_a_card_and_checks_it(exported, fast_run
 
 
 def test_exported_onnx_and_tflite_score_what_their_cards_say(exported):
-    """Run the files with the runtimes directly (not through fmnist.runtimes) on the test set."""
+    """Run the files with the runtimes directly (not through fmnist.ship.runtimes) on the test set."""
     import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter
 
@@ -138,8 +138,8 @@ def test_the_readme_snippet_runs_the_exported_file(exported, runtime, tmp_path):
 
 
 def test_export_never_overwrites_and_removes_a_file_that_fails_its_check(exported, fast_run, monkeypatch, capsys):
-    from fmnist import UserError
     from fmnist import export as export_module
+    from fmnist.errors import UserError
 
     out, _ = exported
     model, _ = fast_run

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pickle_attacks import ATTACKS, write_attack
 
-from fmnist.history import HistoryError, read_history
+from fmnist.run.records import HistoryError, read_history
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, assert_clean_error, run_script
 
-from fmnist import CLASS_NAMES, UserError
+from fmnist import CLASS_NAMES
+from fmnist.errors import UserError
 from fmnist.evaluation import confusion_matrix, most_confused, per_class_report, summarise
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -264,7 +265,7 @@ def product_photo(image, seed):
 def test_dataset_images_come_back_unchanged_and_resized_ones_close(confident_test_images):
     from PIL import Image
 
-    from fmnist.predict import to_dataset_form
+    from fmnist.ship.predict import to_dataset_form
 
     images, _, _ = confident_test_images
     differences = []
@@ -341,7 +342,7 @@ def _png_of_black(path, width, height):
 
 
 def test_near_blank_and_blank_pictures_take_the_dataset_form():
-    from fmnist.predict import to_dataset_form
+    from fmnist.ship.predict import to_dataset_form
 
     speck = np.zeros((1000, 1000), np.uint8)
     speck[500, 500] = 100  # the blur rounds this away: before, rows.min() of nothing raised ValueError
@@ -477,7 +478,7 @@ def test_show_data_writes_a_labelled_sprite_and_a_tensorboard_image(tmp_path):
     assert list(images) == ["dataset/samples"]
 
     before = sprite.read_bytes()
-    from fmnist.commands import show_data
+    from fmnist.cli import show_data
 
     show_data(tmp_path)
     assert sprite.read_bytes() == before  # never replaced: the second sprite takes a suffix

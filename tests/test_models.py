@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from fmnist.architectures import MODELS, build_model
-from fmnist.fast_ops import use_byte_mask_dropout, use_fused_adam_kernel, use_fused_batch_norm
+from fmnist.models import MODELS, build_model
+from fmnist.speed.fast_ops import use_byte_mask_dropout, use_fused_adam_kernel, use_fused_batch_norm
 from fmnist.training import compile_model
 
 
@@ -136,11 +136,12 @@ def test_fast_ops_check_the_keras_internals_they_use_and_fall_back_without_them(
     import keras
     from keras.src.optimizers.base_optimizer import BaseOptimizer
 
-    from fmnist import fast_ops
+    from fmnist.speed import fast_ops
 
     fast_ops.missing_keras_internals.cache_clear()
     assert fast_ops.missing_keras_internals() == ""  # this Keras has them all: the fast ops are used
-    model, optimizer = fast_ops.use_fast_ops(build_model("cnn"), keras.optimizers.Adam(1e-3))
+    model, optimizer, replaced = fast_ops.use_fast_ops(build_model("cnn"), keras.optimizers.Adam(1e-3))
+    assert replaced.startswith("Adam's update, Dropout (") and "--no-fast-ops" in replaced  # the run prints it
     assert "update_step" in vars(optimizer) and any("call" in vars(layer) for layer in model.layers)
 
     # A Keras release that renamed one of them: the check names it...
@@ -152,8 +153,8 @@ def test_fast_ops_check_the_keras_internals_they_use_and_fall_back_without_them(
 
     # ...and training goes on with Keras's own ops, after a one-line warning.
     monkeypatch.setattr(fast_ops, "missing_keras_internals", lambda: "Adam._velocities")
-    model, optimizer = fast_ops.use_fast_ops(build_model("cnn"), keras.optimizers.Adam(1e-3))
-    assert "Adam._velocities" in capsys.readouterr().err
+    model, optimizer, replaced = fast_ops.use_fast_ops(build_model("cnn"), keras.optimizers.Adam(1e-3))
+    assert "Adam._velocities" in capsys.readouterr().err and replaced.startswith("none")
     assert "update_step" not in vars(optimizer) and not any("call" in vars(layer) for layer in model.layers)
     compile_model(model, optimizer)
     images = np.random.default_rng(0).integers(0, 256, size=(8, 28, 28, 1)).astype("float32")

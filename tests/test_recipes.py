@@ -3,7 +3,7 @@ import numpy as np
 from fashion_mnist import DEFAULTS
 from fmnist.config import parse_config
 from fmnist.data import ERASE_AREA, make_dataset, random_erase, random_shift
-from fmnist.recipes import RECIPES
+from fmnist.models import RECIPES
 
 
 def test_flags_override_the_recipe_which_overrides_the_defaults():

@@ -3,6 +3,7 @@
 Every scenario is a real training subprocess on a small --limit run.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -17,7 +18,7 @@ import time
 import pytest
 from conftest import ROOT, assert_clean_error, run_code, run_script, start_script
 
-from fmnist.history import read_history
+from fmnist.run.records import read_history
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
@@ -152,8 +153,8 @@ def test_an_interrupted_save_leaves_the_previous_model_intact(tmp_path):
     """What os.replace buys: a save that dies half-way (here: a full disk) changes nothing on disk."""
     import keras
 
-    from fmnist.architectures import build_model
-    from fmnist.checkpoints import save_atomically
+    from fmnist.models import build_model
+    from fmnist.run.checkpoints import save_atomically
 
     model = build_model("mlp")
     path = tmp_path / "best.keras"
@@ -178,8 +179,8 @@ def test_the_checkpoint_keeps_the_best_or_the_last_epoch_and_never_a_diverged_on
     import keras
     import numpy as np
 
-    from fmnist.architectures import build_model
-    from fmnist.checkpoints import KeptModelCheckpoint
+    from fmnist.models import build_model
+    from fmnist.run.checkpoints import KeptModelCheckpoint
 
     model = build_model("mlp")
     path = tmp_path / "kept.keras"
@@ -282,7 +283,7 @@ def test_a_run_in_use_is_refused_to_a_second_process_and_freed_when_its_process_
 
 
 def test_temporary_files_of_a_file_are_its_own_only(tmp_path):
-    from fmnist.atomic_files import temporary_files
+    from fmnist.run.files import temporary_files
 
     model = tmp_path / "a.keras"
     own = [tmp_path / ".a.keras.k3j_x9a1.tmp.keras"]
@@ -296,12 +297,15 @@ def test_temporary_files_of_a_file_are_its_own_only(tmp_path):
 def test_claimed_names_are_never_handed_out_twice(tmp_path):
     """Evaluations and sweeps claim their output stem by creating a file exclusively, so that two processes
     started at once take different names; a run name is claimed by its folder."""
-    from fmnist.runs import claim_stem, reserve_run
+    from fmnist.run.names import claimed_name, reserve_run
 
     suffixes = ["-evaluation.json", "-confusion.png"]
-    assert [claim_stem(tmp_path, "m", suffixes, "-evaluation.json") for _ in range(3)] == ["m", "m-2", "m-3"]
-    (tmp_path / "m-4-confusion.png").write_bytes(b"")  # a user's file: its name is skipped, not replaced
-    assert claim_stem(tmp_path, "m", suffixes, "-evaluation.json") == "m-5"
+    with contextlib.ExitStack() as held:
+        claims = [held.enter_context(claimed_name(tmp_path, "m", suffixes, "-evaluation.json")) for _ in range(3)]
+        assert claims == ["m", "m-2", "m-3"]
+        (tmp_path / "m-4-confusion.png").write_bytes(b"")  # a user's file: its name is skipped, not replaced
+        assert held.enter_context(claimed_name(tmp_path, "m", suffixes, "-evaluation.json")) == "m-5"
+    assert not (tmp_path / "m-evaluation.json").exists()  # a claim left empty gives its name back
     first = reserve_run(tmp_path / "out", None, "cnn-20260101-000000")
     second = reserve_run(tmp_path / "out", None, "cnn-20260101-000000")
     assert (first.name, second.name) == ("cnn-20260101-000000", "cnn-20260101-000000-2")
@@ -312,10 +316,10 @@ def test_a_run_reserved_by_one_process_is_refused_to_another(tmp_path):
     import subprocess
     import sys
 
-    from fmnist.runs import reserve_run
+    from fmnist.run.names import reserve_run
 
     paths = reserve_run(tmp_path, "mine", None)
-    script = ("import sys\nfrom pathlib import Path\nfrom fmnist.runs import RunPaths, lock_run\n"
+    script = ("import sys\nfrom pathlib import Path\nfrom fmnist.run.names import RunPaths, lock_run\n"
               "lock_run(RunPaths('mine', *[Path(p) for p in sys.argv[1:]]))")
     other = subprocess.run([sys.executable, "-c", script, paths.model, paths.history, paths.record, paths.tensorboard],
                            capture_output=True, text=True, cwd=ROOT)
@@ -370,8 +374,8 @@ BAD_SETTINGS = [
 
 @pytest.mark.parametrize("field, value, message", BAD_SETTINGS, ids=[f"{f}={v!r}" for f, v, _ in BAD_SETTINGS])
 def test_resume_checks_every_setting_in_the_record_as_its_flag_would(tmp_path, field, value, message):
-    from fmnist import UserError
-    from fmnist.resume import read_resume_point
+    from fmnist.errors import UserError
+    from fmnist.run.resume import read_resume_point
 
     config = _resume_config(tmp_path)
     _write_record(tmp_path, config.hyperparameters() | {field: value})
@@ -388,8 +392,8 @@ def test_resume_checks_every_setting_in_the_record_as_its_flag_would(tmp_path, f
     ('{"status": ["interrupted"], "hyperparameters": {}}', "is ['interrupted']; only an interrupted run"),
 ])
 def test_resume_refuses_a_record_of_the_wrong_shape_in_one_line(tmp_path, record, message):
-    from fmnist import UserError
-    from fmnist.resume import read_resume_point
+    from fmnist.errors import UserError
+    from fmnist.run.resume import read_resume_point
 
     _write_record(tmp_path, name="r")
     (tmp_path / "history" / "r.json").write_text(record)
@@ -403,8 +407,8 @@ def test_resume_refuses_a_record_of_the_wrong_shape_in_one_line(tmp_path, record
     ({"train_seconds": "12"}, "train_seconds = '12' is not a number of seconds"),
 ])
 def test_resume_refuses_a_history_or_time_of_the_wrong_type(tmp_path, fields, message):
-    from fmnist import UserError
-    from fmnist.resume import read_resume_point
+    from fmnist.errors import UserError
+    from fmnist.run.resume import read_resume_point
 
     _write_record(tmp_path, **fields)
     with pytest.raises(UserError, match=re.escape(message)):
@@ -412,16 +416,16 @@ def test_resume_refuses_a_history_or_time_of_the_wrong_type(tmp_path, fields, me
 
 
 def test_resume_takes_a_checked_record_and_maps_the_old_tta_switch(tmp_path):
-    from fmnist.resume import read_resume_point
+    from fmnist.run.resume import read_resume_point
 
     config = _resume_config(tmp_path)
     settings = config.hyperparameters() | {"model": "lenet", "epochs": 7, "learning_rate": 0.002, "limit": None,
                                            "deterministic": True, "tta": True}
     _write_record(tmp_path, settings)
-    resumed, so_far = read_resume_point(config)
+    resumed, earlier = read_resume_point(config)
     assert (resumed.model, resumed.epochs, resumed.learning_rate, resumed.tta) == ("lenet", 7, 0.002, "flip")
     assert resumed.out == str(tmp_path) and resumed.run_name == "r" and resumed.deterministic is True
-    assert so_far.history == {"loss": [1.0], "val_loss": [0.9]} and so_far.train_seconds == 12.5
+    assert earlier.history == {"loss": [1.0], "val_loss": [0.9]} and earlier.train_seconds == 12.5
     _write_record(tmp_path, settings | {"tta": False}, name="r2")
     assert read_resume_point(_resume_config(tmp_path, "r2"))[0].tta == "none"
     older = {key: value for key, value in settings.items() if key not in ("keep", "precision")}

@@ -1,6 +1,6 @@
 """Resuming a run: the settings and history that an interrupted run's record holds, and how to continue it.
 
-fmnist.checkpoints keeps these files current during training (RunKeeper) and restores the model from them.
+fmnist.run.checkpoints keeps these files current during training (RunRecorder) and restores the model from them.
 No TensorFlow here, so that a bad --resume is refused at once.
 """
 
@@ -9,17 +9,19 @@ import json
 import math
 import shlex
 
-from fmnist import UserError
 from fmnist.config import check_settings
-from fmnist.errors import described
-from fmnist.history import check_history, read_capped
-from fmnist.runs import lock_run, reopen_run
+from fmnist.errors import UserError, error_text
+from fmnist.run.names import lock_run, reopen_run
+from fmnist.run.records import check_history, read_capped
 
 RESUMABLE = ("running", "interrupted")  # "running" in a record means the process died without a word
 
 
 @dataclasses.dataclass(frozen=True)
-class RunSoFar:
+class ResumePoint:
+    """Where a run starts: the history and training time of the epochs an interrupted run completed (none for
+    FRESH_START)."""
+
     history: dict  # {metric: [one value per completed epoch]}
     train_seconds: float
 
@@ -28,7 +30,7 @@ class RunSoFar:
         return len(self.history.get("loss", []))
 
 
-NEW_RUN = RunSoFar({}, 0.0)
+FRESH_START = ResumePoint({}, 0.0)
 
 
 def read_resume_point(config):
@@ -42,7 +44,7 @@ def read_resume_point(config):
     lock_run(paths)  # from here until the process exits, no other process can use the run
     record, resumed = _checked_record(paths, config)  # again: the run may have moved on while this one started
     history = check_history(record["history"], paths.record) if record.get("history") else {}
-    return resumed, RunSoFar(history, float(record.get("train_seconds", 0.0)))
+    return resumed, ResumePoint(history, float(record.get("train_seconds", 0.0)))
 
 
 def _checked_record(paths, config):
@@ -83,7 +85,7 @@ def _read_record(paths, name):
         record = json.loads(read_capped(paths.record))
     except (OSError, ValueError, RecursionError) as e:
         raise UserError(f"{paths.record}: not a run record this version can resume "
-                        f"({described(e)})") from None
+                        f"({error_text(e)})") from None
     if not isinstance(record, dict) or not isinstance(record.get("hyperparameters"), dict):
         raise UserError(f"{paths.record}: not a run record this version can resume (no hyperparameters)")
     status = record.get("status")

@@ -6,15 +6,13 @@ import io
 import shlex
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from fmnist import UserError
-from fmnist.atomic_files import write_atomically
-from fmnist.errors import described
+from fmnist.errors import UserError, error_text
 from fmnist.figures import figure_png, plot_histories
-from fmnist.history import read_history
-from fmnist.runs import claimed_stem, make_out_folders, reserve_run, write_new
+from fmnist.run.files import writable_folder, write_file
+from fmnist.run.names import claimed_name, reserve_run
+from fmnist.run.records import read_history
 
 OUTPUT_SUFFIXES = ("-compare.png", "-results.md", "-results.csv")
 
@@ -58,8 +56,8 @@ def run_sweep(config, grid, data, train_run):
     the first run trains, so that a sweep started at the same moment takes other names. A run that fails
     (diverges, or a value that only fails at run time) is reported and the others go on; the exit code is then 1.
     """
-    history_dir = make_out_folders(config.out, ["history"]) / "history"
-    with claimed_stem(history_dir, config.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", OUTPUT_SUFFIXES,
+    history_dir = writable_folder(config.out, ["history"]) / "history"
+    with claimed_name(history_dir, config.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", OUTPUT_SUFFIXES,
                       "-results.md") as stem:
         runs = [reserve_run(config.out, f"{stem}-{run_label(overrides)}", None) for overrides in grid]
         return _train_and_compare(config, grid, data, train_run, stem=stem, runs=runs)
@@ -74,9 +72,9 @@ def _train_and_compare(config, grid, data, train_run, *, stem, runs):
         print(f"\n=== Sweep {stem}, run {i} of {len(grid)}: {run_label(overrides)}", flush=True)
         keras.backend.clear_session()  # each run starts as in a fresh process: same layer names, no leftovers
         try:
-            records.append(train_run(replace(config, **overrides, run_name=paths.name), data, paths=paths))
+            records.append(train_run(config.replace(**overrides, run_name=paths.name), data, paths=paths))
         except Exception as e:  # noqa: BLE001 - one failed run (diverged, out of memory) must not end the sweep
-            print(f"error: {e if isinstance(e, UserError) else described(e)}", file=sys.stderr)
+            print(f"error: {e if isinstance(e, UserError) else error_text(e)}", file=sys.stderr)
             records.append(None)
 
     completed = [r for r in records if r and r["status"] == "completed"]
@@ -85,11 +83,11 @@ def _train_and_compare(config, grid, data, train_run, *, stem, runs):
                                           for key, values in _axes(grid).items())
     figure = history_dir / f"{stem}-compare.png"
     if histories:
-        write_new(figure, figure_png(plot_histories(histories, title=title, validation_only=True)))
+        write_file(figure, figure_png(plot_histories(histories, title=title, validation_only=True)), new=True)
     rows = results_rows(grid, records)
     table = markdown_table(rows)
-    write_new(history_dir / f"{stem}-results.csv", csv_table(rows).encode())
-    write_atomically(history_dir / f"{stem}-results.md", f"# {title}\n\n{table}".encode())
+    write_file(history_dir / f"{stem}-results.csv", csv_table(rows).encode(), new=True)
+    write_file(history_dir / f"{stem}-results.md", f"# {title}\n\n{table}".encode())
 
     print(f"\n{title}\n{table}")
     print(f"Wrote {history_dir / f'{stem}-results.md'}, {history_dir / f'{stem}-results.csv'}"

@@ -17,15 +17,22 @@ DROPOUT_LEVELS = 256  # one random byte per value: the rate is rounded to the ne
 
 
 def use_fast_ops(model, optimizer):
-    """`model` and `optimizer` with the fast ops where this Keras has what they rely on, else unchanged."""
+    """`model` and `optimizer` with the fast ops where this Keras has what they rely on, else unchanged, and one
+    line that says which of Keras's ops were replaced, for the run's output."""
     import keras
 
     missing = missing_keras_internals()
     if missing:
-        print(f"warning: Keras {keras.__version__} has no {missing}, which fmnist/fast_ops.py relies on; training "
-              "with Keras's own Adam, Dropout and BatchNormalization ops (slower)", file=sys.stderr)
-        return model, optimizer
-    return use_fused_batch_norm(use_byte_mask_dropout(model)), use_fused_adam_kernel(optimizer)
+        print(f"warning: Keras {keras.__version__} has no {missing}, which fmnist/speed/fast_ops.py relies on; "
+              "training with Keras's own Adam, Dropout and BatchNormalization ops (slower)", file=sys.stderr)
+        return model, optimizer, "none (this Keras lacks what they need)"
+    use_fused_batch_norm(use_byte_mask_dropout(model))
+    calls = {getattr(layer.call, "__func__", None) for layer in _all_layers(model)}
+    replaced = [f"{type(optimizer).__name__}'s update"] + [
+        name for name, call in (("Dropout", _byte_mask_dropout_call), ("BatchNormalization", _fused_batch_norm_call))
+        if call in calls]
+    use_fused_adam_kernel(optimizer)
+    return model, optimizer, f"{', '.join(replaced)} (fmnist/speed/fast_ops.py; --no-fast-ops trains with Keras's own)"
 
 
 @functools.cache

@@ -14,7 +14,7 @@ import io
 import pickle
 import re
 
-from fmnist import UserError
+from fmnist.errors import UserError
 
 MAX_VALUES = 1_000_000  # numbers and container items in one file; a long Keras history holds tens of thousands
 MAX_OPCODES = 3 * MAX_VALUES  # each value takes at least one opcode; the rest is structure

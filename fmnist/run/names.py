@@ -1,4 +1,8 @@
-"""Run names and the files a run writes under --out, and the lock that lets one process at a time use a run.
+"""Run names and the files a run writes under --out, the one way to claim a free name, and the lock that lets
+one process at a time use a run.
+
+Every name the project makes up (a run's, a report's, an exported file's) is the first free one of `stem`,
+`stem-2`, `stem-3`... (claim_free_name). Where two processes could race for it, the claim is an atomic create.
 
 A run's lock is tensorboard_logs/<run>/.lock, the folder whose creation claimed the name: `fcntl.flock` on it,
 held by the training (or resuming) process until it exits, and released by the kernel even after SIGKILL. It
@@ -13,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmnist import UserError
-from fmnist.atomic_files import FILE_MODE
+from fmnist.errors import UserError
+from fmnist.run.files import FILE_MODE, writable_folder
 
 LOCK_NAME = ".lock"
 _held_locks = {}  # lock file -> (its open descriptor, the run's paths): the runs this process uses
@@ -61,43 +65,48 @@ def _paths(out, name):
                     out / "history" / f"{name}.json", out / "tensorboard_logs" / name)
 
 
-def make_out_folders(out, folders):
-    """--out as a Path, with its `folders` created and checked writable: an unwritable --out is a UserError
-    before any work is done."""
-    out = Path(out)
-    try:
-        for folder in folders:
-            (out / folder).mkdir(parents=True, exist_ok=True)
-            if not os.access(out / folder, os.W_OK | os.X_OK):
-                raise PermissionError(f"{out / folder} is not writable")
-    except OSError as e:
-        raise UserError(f"cannot write to --out {out}: {e}; choose a folder you can write to") from None
-    return out
+def claim_free_name(stem, claim, where):
+    """The first of `stem`, `stem-2`, `stem-3`... for which claim(name) returns true; it may create what makes
+    the name taken (atomically), so that no other process gets it too. `where` names the folder in the error."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        name = stem if attempt == 1 else f"{stem}-{attempt}"
+        if claim(name):
+            return name
+    raise UserError(f"could not find a free name for {stem!r} in {where}")
+
+
+MAX_ATTEMPTS = 999
 
 
 def reserve_run(out, requested_name, default_name):
     """Create the output folders and claim a run name that no earlier run has used.
 
     The claim is the creation of tensorboard_logs/<run>/ (mkdir is atomic), so two runs started in the same
-    second still get different names. A name the user chose is never reused: that is an error, not a suffix.
-    Failing here, before any training, is what keeps an unwritable --out from costing a whole run.
+    second still get different names. A name whose model, backup, history or record exists is taken too. A name
+    the user chose is never reused: that is an error, not a suffix. Failing here, before any training, is what
+    keeps an unwritable --out from costing a whole run.
     """
-    out = make_out_folders(out, ("models", "history", "tensorboard_logs"))
-    for attempt in range(1, 1000):
-        name = requested_name or (default_name if attempt == 1 else f"{default_name}-{attempt}")
+    out = writable_folder(out, ("models", "history", "tensorboard_logs"))
+
+    def claim(name):
         paths = _paths(out, name)
-        taken = paths.model.exists() or paths.history.exists() or paths.record.exists()
-        if not taken:
-            try:
-                paths.tensorboard.mkdir()
-            except FileExistsError:
-                pass
-            else:
-                lock_run(paths)
-                return paths
-        if requested_name:
-            raise UserError(f"a run named {name!r} already exists in {out}; choose another --run-name")
-    raise UserError(f"could not find a free run name for {default_name!r} in {out}")
+        if any(os.path.lexists(p) for p in (paths.model, paths.backup, paths.history, paths.record)):
+            return False
+        try:
+            paths.tensorboard.mkdir()
+        except FileExistsError:
+            return False
+        return True
+
+    if requested_name:
+        if not claim(requested_name):
+            raise UserError(f"a run named {requested_name!r} already exists in {out}; choose another --run-name")
+        name = requested_name
+    else:
+        name = claim_free_name(default_name, claim, out)
+    paths = _paths(out, name)
+    lock_run(paths)
+    return paths
 
 
 def reopen_run(out, name):
@@ -119,7 +128,7 @@ def lock_run(paths):
         return
     try:
         paths.tensorboard.mkdir(parents=True, exist_ok=True)  # a run from before locks, whose folder was removed
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)  # never a link's target
     except OSError as e:
         raise UserError(f"cannot lock run {paths.name!r}: {e.strerror or e} ({lock})") from None
     try:
@@ -151,65 +160,37 @@ def _release_all():
 atexit.register(_release_all)
 
 
-def free_stem(folder, stem, suffixes):
-    """`stem`, else `stem-2`, `stem-3`...: the first for which no folder/<stem><suffix> exists yet.
-
-    Outputs that sit next to files a user made (an evaluated model, a sweep's figure) take a suffix rather
-    than replace anything.
-    """
+def free_name(folder, stem, suffixes):
+    """The first free name (claim_free_name) for which no folder/<name><suffix> exists yet, for outputs that sit
+    next to files a user made (an evaluated model, exported files): they take a suffix rather than replace
+    anything. It is not claimed: write them with fmnist.run.files.staged(new=True), which never replaces."""
     folder = Path(folder)
-    for attempt in range(1, 1000):
-        candidate = stem if attempt == 1 else f"{stem}-{attempt}"
-        if not any((folder / f"{candidate}{suffix}").exists() for suffix in suffixes):
-            return candidate
-    raise UserError(f"could not find a free name for {stem!r} in {folder}")
-
-
-def claim_stem(folder, stem, suffixes, claim_suffix):
-    """Like free_stem, but the name is taken atomically: folder/<stem><claim_suffix> is created empty and
-    exclusively, so two processes started at once get different stems. The caller fills it in (with
-    fmnist.atomic_files.write_atomically) or removes it on failure; the other suffixes are then its own."""
-    folder = Path(folder)
-    for attempt in range(1, 1000):
-        candidate = stem if attempt == 1 else f"{stem}-{attempt}"
-        if any((folder / f"{candidate}{suffix}").exists() for suffix in suffixes):
-            continue
-        try:
-            with open(folder / f"{candidate}{claim_suffix}", "x"):
-                return candidate
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise UserError(f"cannot write to {folder}: {e.strerror or e}") from None
-    raise UserError(f"could not find a free name for {stem!r} in {folder}")
+    return claim_free_name(stem, lambda name: not any(os.path.lexists(folder / f"{name}{suffix}")
+                                                      for suffix in suffixes), folder)
 
 
 @contextlib.contextmanager
-def claimed_stem(folder, stem, suffixes, claim_suffix):
-    """claim_stem for a block that fills in folder/<stem><claim_suffix>: if the block leaves it empty (it failed
-    or was stopped first), the name is given back."""
-    name = claim_stem(folder, stem, suffixes, claim_suffix)
-    placeholder = Path(folder) / f"{name}{claim_suffix}"
+def claimed_name(folder, stem, suffixes, claim_suffix):
+    """free_name, taken atomically: folder/<name><claim_suffix> is created empty and exclusively, so two
+    processes started at once get different names. The block fills it in (fmnist.run.files.write_file); if it
+    leaves it empty (it failed or was stopped first), the name is given back."""
+    folder = Path(folder)
+
+    def claim(name):
+        if any(os.path.lexists(folder / f"{name}{suffix}") for suffix in suffixes):
+            return False
+        try:
+            with open(folder / f"{name}{claim_suffix}", "x"):
+                return True
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise UserError(f"cannot write to {folder}: {e.strerror or e}") from None
+
+    name = claim_free_name(stem, claim, folder)
+    placeholder = folder / f"{name}{claim_suffix}"
     try:
         yield name
     finally:
-        if placeholder.is_file() and placeholder.stat().st_size == 0:
+        if placeholder.is_file() and not placeholder.is_symlink() and placeholder.stat().st_size == 0:
             placeholder.unlink()
-
-
-def write_new(path, data: bytes):
-    """Create `path` with `data`; an existing file is never replaced (exclusive create), and a write that fails
-    (a full disk, Ctrl-C) removes the part it wrote."""
-    try:
-        file = open(path, "xb")
-        try:
-            with file:
-                file.write(data)
-        except BaseException:
-            Path(path).unlink(missing_ok=True)
-            raise
-    except FileExistsError:  # only open() raises it
-        raise UserError(f"{path} already exists; not overwriting it") from None
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-    return path

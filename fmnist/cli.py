@@ -1,4 +1,4 @@
-"""The commands besides training: evaluate, predict, export and show-data.
+"""The commands besides training (which fashion_mnist.py shows in full): evaluate, predict, export, show-data.
 
 Each parses its own arguments here, without TensorFlow, so that `--help` and usage errors answer at once,
 then calls the one package function that does the work.
@@ -8,7 +8,9 @@ import argparse
 from pathlib import Path
 
 from fmnist import CLASS_NAMES
-from fmnist.config import TTA_CHOICES, TTA_HELP
+from fmnist.config import SETTINGS_BY_NAME, TTA_CHOICES, add_flag
+from fmnist.evaluation import TTA_HELP
+from fmnist.ship.export import FORMATS
 
 COMMANDS = {
     "evaluate": "Measure a saved .keras model on the test set: metrics, per-class table, confusions, figures.",
@@ -19,7 +21,6 @@ COMMANDS = {
     "show-data": "Write a sprite of sample images per class (PNG, and an image in TensorBoard).",
 }
 SAMPLES_PER_CLASS = 12
-EXPORT_FORMATS = ("saved_model", "onnx", "litert")  # fmnist.export.FORMATS, without importing it for --help
 
 
 def _parser(name):
@@ -27,8 +28,8 @@ def _parser(name):
 
 
 def _data_flags(parser):
-    parser.add_argument("--data-dir", metavar="DIR", help="folder with the four .gz files (as for training)")
-    parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip the checksum check")
+    for name in ("data_dir", "verify"):
+        add_flag(parser, SETTINGS_BY_NAME[name])
 
 
 def run_command(name, argv):
@@ -55,12 +56,12 @@ def run_command(name, argv):
                                  "top class and the runner-up (Grad-CAM; input gradients for an mlp); needs a "
                                  ".keras model")
         args = parser.parse_args(argv)
-        from fmnist.predict import predict_files
+        from fmnist.ship.predict import predict_files
 
         return predict_files(args.model, args.images, args.json, args.explain)
     if name == "export":
         parser.add_argument("model", metavar="MODEL.keras")
-        parser.add_argument("--format", choices=[*EXPORT_FORMATS, "all"], default="all",
+        parser.add_argument("--format", choices=[*FORMATS, "all"], default="all",
                             help="saved_model: MODEL.savedmodel/; onnx: MODEL.onnx; litert: MODEL.tflite "
                                  "(default: all three)")
         parser.add_argument("--int8", action="store_true",
@@ -70,9 +71,9 @@ def run_command(name, argv):
                                                          "existing files get a -2, -3... suffix, never replaced")
         _data_flags(parser)
         args = parser.parse_args(argv)
-        from fmnist.export import export_model
+        from fmnist.ship.export import export_model
 
-        formats = EXPORT_FORMATS if args.format == "all" else (args.format,)
+        formats = FORMATS if args.format == "all" else (args.format,)
         return export_model(args.model, formats, args.int8, args.out, data_dir=args.data_dir, verify=args.verify,
                             argv=argv)
     parser.add_argument("--out", default=".", metavar="DIR",
@@ -89,16 +90,17 @@ def show_data(out, data_dir=None, verify=True):
 
     from fmnist.data import load_fashion_mnist
     from fmnist.figures import figure_png, plot_class_samples
-    from fmnist.runs import free_stem, make_out_folders, write_new
-    from fmnist.tensorboard_logging import log_pngs
+    from fmnist.run.files import writable_folder, write_file
+    from fmnist.run.names import free_name
+    from fmnist.run.tensorboard import log_pngs
 
     data = load_fashion_mnist(data_dir, verify)
     samples = [data.x_train[np.flatnonzero(data.y_train == c)[:SAMPLES_PER_CLASS]] for c in range(len(CLASS_NAMES))]
     fig = plot_class_samples(samples, CLASS_NAMES)
-    make_out_folders(out, ["tensorboard_logs"])
+    writable_folder(out, ["tensorboard_logs"])
     png = figure_png(fig)
-    path = write_new(out / f"{free_stem(out, 'fashion-mnist-samples', ['.png'])}.png", png)
-    logdir = out / "tensorboard_logs" / free_stem(out / "tensorboard_logs", "dataset", [""])
+    path = write_file(out / f"{free_name(out, 'fashion-mnist-samples', ['.png'])}.png", png, new=True)
+    logdir = out / "tensorboard_logs" / free_name(out / "tensorboard_logs", "dataset", [""])
     log_pngs(logdir, {"dataset/samples": png}, step=0)
     print(f"Wrote {path} and {logdir}/ (tensorboard --logdir {out / 'tensorboard_logs'})")
     return 0

@@ -73,7 +73,7 @@ def make_epoch_images_callback(logdir, images, labels):
         def on_epoch_end(self, epoch, logs=None):
             # Unchecked: a diverged epoch's NaN outputs are drawn, and the run then stops with its own message.
             x = model_input(self.model, np.concatenate([images, grid_images]))
-            probabilities = np.asarray(self.model.predict(image_batches(x, 500), verbose=0), "float32")
+            probabilities = np.asarray(self.model.predict(image_batches(x), verbose=0), "float32")
             predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
             figures = {
                 "validation/predictions": plot_predictions(

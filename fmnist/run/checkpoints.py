@@ -1,11 +1,11 @@
 """Model files that survive a kill, the callbacks that write them, and restoring a model from them for --resume.
 
-After every epoch RunKeeper saves, in this order: (1) the weights and optimizer state to
+After every epoch RunRecorder saves, in this order: (1) the weights and optimizer state to
 models/<run>.backup/epoch-N.weights.h5, (2) the history pickle and the run record (status "running"), then
 (3) deletes the older backup. Whenever the process dies, even by SIGKILL, the record's epoch count has a matching
 backup, and --resume continues from that epoch.
 
-Every save goes through fmnist.atomic_files: whatever moment the process dies at, the path holds the previous
+Every save goes through fmnist.run.files: whatever moment the process dies at, the path holds the previous
 complete file or the new one, never a torn one. A kill mid-save can leave the hidden temporary file behind
 (`.NAME.<random>.tmp<ending>`); --resume removes those of its own files, and no other run's.
 
@@ -19,15 +19,15 @@ from pathlib import Path
 
 import keras
 
-from fmnist import UserError
-from fmnist.atomic_files import TEMPORARY_MARK, replacing, temporary_files
-from fmnist.history import make_record, write_history, write_record
-from fmnist.resume import RESUMABLE
+from fmnist.errors import UserError
+from fmnist.run.files import TEMPORARY_MARK, staged, temporary_files
+from fmnist.run.records import make_record, write_history, write_record
+from fmnist.run.resume import RESUMABLE
 
 
 def save_atomically(model, path, weights_only=False):
-    """model.save (or save_weights) to `path` through fmnist.atomic_files.replacing."""
-    with replacing(path) as tmp:
+    """model.save (or save_weights) to `path` through fmnist.run.files.replacing."""
+    with staged(path) as tmp:
         if weights_only:
             model.save_weights(tmp)
         else:
@@ -97,41 +97,41 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best_weights = keras.saving.load_model(self.best_model_path).get_weights()
 
 
-def restore_last_epoch(model, paths, so_far):
+def restore_last_epoch(model, paths, earlier):
     """Give a freshly compiled model the weights and optimizer state the run had after its last completed epoch."""
     for path in (paths.model, paths.history, paths.record):
         remove_temporary_files(path)
     remove_temporary_backups(paths.backup)
-    if not so_far.epochs:
+    if not earlier.epochs:
         return  # it died in its first epoch: there is nothing to restore, it starts over
-    backup = paths.backup_file(so_far.epochs)
+    backup = paths.backup_file(earlier.epochs)
     if not backup.is_file():
         raise UserError(f"cannot resume {paths.name}: {backup} is missing")
     model.optimizer.build(model.trainable_variables)  # so that load_weights has optimizer variables to fill
     model.load_weights(backup)
-    print(f"Resuming {paths.name} after epoch {so_far.epochs}")
+    print(f"Resuming {paths.name} after epoch {earlier.epochs}")
 
 
-class RunKeeper(keras.callbacks.Callback):
+class RunRecorder(keras.callbacks.Callback):
     """Keeps the run's files current after every epoch (see the module docstring), and holds the whole history:
     the earlier epochs of a resumed run followed by this session's.
 
-    `about` is the part of the run record that does not change during the run (fmnist.history.make_record).
+    `run_facts` is the part of the run record that does not change during the run (fmnist.run.records.make_record).
     """
 
-    def __init__(self, paths, so_far, about):
+    def __init__(self, paths, earlier, run_facts):
         super().__init__()
         self.paths = paths
-        self.history = {key: list(values) for key, values in so_far.history.items()}
-        self.earlier_seconds = so_far.train_seconds
-        self.about = about
+        self.history = {key: list(values) for key, values in earlier.history.items()}
+        self.earlier_seconds = earlier.train_seconds
+        self.run_facts = run_facts
         self.started = self.ended = None
 
     def save(self, status, test=None, figures=None):
         """Write the history pickle and the run record; return the record."""
         if self.history:
             write_history(self.paths.history, self.history)
-        record = make_record(self.about, status=status, history=self.history, train_seconds=self.seconds, test=test,
+        record = make_record(self.run_facts, status=status, history=self.history, train_seconds=self.seconds, test=test,
                              figures=figures)
         write_record(self.paths.record, record)
         return record

@@ -1,24 +1,24 @@
 """The `export` command: a .keras model as files other runtimes run, each checked before it is reported done.
 
 Keras 3's own `model.export` writes the SavedModel, ONNX (through tf2onnx) and LiteRT files; TensorFlow Lite's
-converter writes the int8 file. Every file is written under a temporary name in the output folder, loaded in
-its own runtime (fmnist.runtimes), run on the 10,000 test images and compared with the Keras model; only then is
-it renamed into place, with a JSON card beside it that says how to call it. A file that fails its check is
-removed, and the command exits 1 saying why.
+converter writes the int8 file. Every file is written under a temporary name in the output folder
+(fmnist.run.files.staged), loaded in its own runtime (fmnist.ship.runtimes), run on the 10,000 test images and
+compared with the Keras model; only then is it renamed into place, with a JSON card beside it that says how to
+call it. A file that fails its check is removed, and the command exits 1 saying why.
 """
 
+import contextlib
 import json
-import os
 import shlex
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fmnist import CLASS_NAMES, UserError
-from fmnist.errors import first_line
+from fmnist import CLASS_NAMES
+from fmnist.errors import UserError, first_line
+from fmnist.run.files import staged, writable_folder, write_file
 
 FORMATS = ("saved_model", "onnx", "litert")
 SUFFIX = {"saved_model": ".savedmodel", "onnx": ".onnx", "litert": ".tflite", "int8": ".int8.tflite"}
@@ -50,8 +50,8 @@ def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, 
     """The `export` command. Returns 0, or raises UserError (exit 1) with nothing half-written left behind."""
     from fmnist.data import load_fashion_mnist
     from fmnist.evaluation import float32_copy
-    from fmnist.runs import free_stem
-    from fmnist.runtimes import KerasRunner, require
+    from fmnist.run.names import free_name
+    from fmnist.ship.runtimes import KerasRunner, require
 
     model_path = Path(model_path)
     if model_path.suffix.lower() != ".keras":
@@ -60,8 +60,7 @@ def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, 
     for module in (["tf2onnx", "onnxruntime"] if "onnx" in formats else []) + \
                   (["ai_edge_litert"] if "litert" in formats or int8 else []):
         require(module)
-    folder = Path(out) if out else model_path.parent
-    _check_writable(folder)
+    folder = writable_folder(out or model_path.parent)
 
     keras_runner = KerasRunner(model_path)
     model = float32_copy(keras_runner.model)
@@ -76,14 +75,14 @@ def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, 
     if int8 and "litert" not in formats:
         formats = (*formats, "litert")  # the int8 file is measured against the float one
     paths = output_paths(folder, model_path.stem, formats, int8)
-    stem = free_stem(folder, model_path.stem, [SUFFIX[f] + extra for f in paths for extra in ("", ".json")])
+    stem = free_name(folder, model_path.stem, [SUFFIX[f] + extra for f in paths for extra in ("", ".json")])
     paths = output_paths(folder, stem, formats, int8)
     command = shlex.join(["python", "fashion_mnist.py", "export", *map(str, argv)])
 
     rows, cards = [], {}
     for fmt, path in paths.items():
         started = time.perf_counter()
-        with _staged(path) as staging:
+        with _exporting(path) as staging:
             if fmt == "int8":
                 write_int8_tflite(model, staging, data.x_train)
             else:
@@ -119,7 +118,7 @@ def model_input_zeros(model):
 
 def check_export(path, reference, images, labels):
     """Load the file in its own runtime, run the test images, and compare with the Keras probabilities."""
-    from fmnist.runtimes import open_model
+    from fmnist.ship.runtimes import open_model
 
     runner = open_model(path)
     probabilities = runner.probabilities(images)
@@ -150,7 +149,7 @@ def write_int8_tflite(model, path, train_images, count=CALIBRATION_IMAGES, seed=
 
 
 def model_card(fmt, path, runner, check, *, keras_accuracy, model_path, command):
-    from fmnist.runtimes import runtime_version
+    from fmnist.ship.runtimes import runtime_version
 
     shape = [d if d is None else int(d) for d in runner.input_shape]
     return {
@@ -197,58 +196,21 @@ def format_table(rows, keras_accuracy):
     return "\n".join(lines)
 
 
-class _staged:
-    """A temporary name beside `path` to write to; renamed to `path` on success, removed on any failure.
-
-    If something appeared at `path` while the export ran, the staged file is removed instead: nothing a user made
-    is overwritten (short of a file created in the instant between that check and the rename).
-    """
-
-    def __init__(self, path):
-        self.path = Path(path)
-        # Keep the real suffix last: Keras's exporters and the runtimes go by it.
-        self.staging = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}")
-
-    def __enter__(self):
-        return self.staging
-
-    def __exit__(self, kind, error, traceback):
-        try:
-            if kind is None:
-                if self.path.exists():
-                    raise UserError(f"{self.path} appeared while exporting; not overwriting it")
-                os.rename(self.staging, self.path)
-        finally:
-            _remove(self.staging)
-        if isinstance(error, UserError | KeyboardInterrupt):
-            return False
-        if error is not None:  # a failure inside a converter: one line, naming the file it was making
-            raise UserError(f"{self.path.name}: export failed ({first_line(error)})") from None
-        return False
+@contextlib.contextmanager
+def _exporting(path):
+    """fmnist.run.files.staged(new=True) for an exported file or SavedModel folder: renamed into place once its
+    block succeeds, never over anything; a failure inside a converter is one line naming the file it was making."""
+    try:
+        with staged(path, new=True, folder=path.suffix == SUFFIX["saved_model"]) as staging:
+            yield staging
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever a converter raises, the user gets one line
+        raise UserError(f"{path.name}: export failed ({first_line(e)})") from None
 
 
 def _write_card(path, card):
-    card_path = Path(f"{path}.json")
-    with _staged(card_path) as staging:
-        staging.write_text(json.dumps(card, indent=2) + "\n")
-
-
-def _check_writable(folder):
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".export-probe-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to {folder}: {e.strerror or e}; choose another --out") from None
-
-
-def _remove(path):
-    path = Path(path)
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
+    write_file(Path(f"{path}.json"), (json.dumps(card, indent=2) + "\n").encode(), new=True)
 
 
 def _size(path):

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import UserError
-from fmnist.errors import first_line
+from fmnist.data import PREDICT_BATCH
+from fmnist.errors import UserError, first_line
 
-BATCH = 500  # images per call when running a whole set: big enough to amortise the call, small enough for memory
 INSTALL = {  # module -> the command that installs it (all are in requirements.txt)
     "onnxruntime": "pip install 'onnxruntime>=1.20,<2'",
     "ai_edge_litert": "pip install 'ai-edge-litert>=2.0,<3'",
@@ -58,7 +57,7 @@ def kind_of(path):
 
 class Runner:
     """A loaded model file. `run(x)` is one call of the runtime on a float32 batch in the model's own layout;
-    `probabilities(images)` takes uint8 images (N, 28, 28), whole sets in BATCH-sized calls."""
+    `probabilities(images)` takes uint8 images (N, 28, 28), whole sets in PREDICT_BATCH-sized calls."""
 
     kind = ""
     tolerance = 1e-2  # how far a row of probabilities may sum from 1
@@ -74,7 +73,7 @@ class Runner:
         from fmnist.evaluation import as_input, checked_probabilities
 
         x = as_input(images, self.input_shape)
-        out = [np.asarray(self.run(x[i:i + BATCH]), "float32") for i in range(0, len(x), BATCH)]
+        out = [np.asarray(self.run(x[i:i + PREDICT_BATCH]), "float32") for i in range(0, len(x), PREDICT_BATCH)]
         return checked_probabilities(np.concatenate(out) if out else np.zeros((0, 10), "float32"), self.tolerance)
 
 
@@ -88,12 +87,12 @@ class KerasRunner(Runner):
         super().__init__(path, self.model.inputs[0].name, tuple(self.model.input_shape), "predictions")
 
     def run(self, x):
-        return self.model.predict(x, batch_size=BATCH, verbose=0)
+        return self.model.predict(x, batch_size=PREDICT_BATCH, verbose=0)
 
     def probabilities(self, images):
         from fmnist.evaluation import predict_probabilities
 
-        return predict_probabilities(self.model, images, batch_size=BATCH)
+        return predict_probabilities(self.model, images, batch_size=PREDICT_BATCH)
 
 
 class SavedModelRunner(Runner):

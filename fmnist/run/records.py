@@ -5,10 +5,9 @@ import math
 import pickle
 from pathlib import Path
 
-from fmnist import UserError
-from fmnist.atomic_files import write_atomically
-from fmnist.errors import described
-from fmnist.plain_pickle import MAX_VALUES, UnsafePickleError, load_plain_pickle
+from fmnist.errors import UserError, error_text
+from fmnist.run.files import write_file
+from fmnist.run.safe_pickle import MAX_VALUES, UnsafePickleError, load_plain_pickle
 
 MAX_FILE_BYTES = 64 * 2**20  # a history of a million values fits; bigger is not a history, and is not read
 
@@ -23,11 +22,11 @@ def plain_history(history):
 
 
 def write_history(path, history):
-    write_atomically(path, pickle.dumps(plain_history(history), protocol=4))
+    write_file(path, pickle.dumps(plain_history(history), protocol=4))
 
 
 def write_record(path, record):
-    write_atomically(path, (json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n").encode())
+    write_file(path, (json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n").encode())
 
 
 def _json_safe(value):
@@ -77,7 +76,7 @@ def read_history(path):
         except UnsafePickleError as e:
             raise HistoryError(f"refusing to load {path}: {e}") from None
         except Exception as e:  # noqa: BLE001 - a corrupt pickle can raise almost anything
-            raise HistoryError(f"{path}: not a readable pickle ({described(e)})") from None
+            raise HistoryError(f"{path}: not a readable pickle ({error_text(e)})") from None
     return check_history(data, path)
 
 
@@ -106,15 +105,15 @@ def _number(value):
     return float(value)
 
 
-def make_record(about, *, status, history, train_seconds, test=None, figures=None):
-    """The JSON run record: `about` the run (its name, model, settings, precision, data, files, devices), then
+def make_record(run_facts, *, status, history, train_seconds, test=None, figures=None):
+    """The JSON run record: the `run_facts` (its name, model, settings, precision, data, files, devices), then
     how far it got, how long it took and how well it did.
 
     `test` is the evaluation report (metrics, per-class table, most confused pairs, confusion matrix) and
     `figures` maps each report figure to its PNG.
     """
     return {
-        **about,
+        **run_facts,
         "status": status,
         "epochs_run": len(history.get("loss", [])),
         "train_seconds": round(train_seconds, 2),

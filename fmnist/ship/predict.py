@@ -8,12 +8,13 @@ to 28 pixels and the result centred in the 28x28 frame. Photos are brought to th
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 
-from fmnist import CLASS_NAMES, UserError
+from fmnist import CLASS_NAMES
 from fmnist import IMAGE_SIDE as SIDE
-from fmnist.errors import first_line
+from fmnist.errors import UserError, first_line
 
 TOP = 3
 OBJECT_THRESHOLD = 0.05  # brighter than this share of the brightest pixel: the garment, not background noise
@@ -108,7 +109,7 @@ def predict_files(model_path, image_paths, as_json=False, explain=False):
     `model_path` is a .keras model or a file from `export` (.onnx, .tflite): the same output from each.
     `explain` writes <image>-explained.png beside each image (fmnist.explain), for a .keras model.
     """
-    from fmnist.runtimes import open_model
+    from fmnist.ship.runtimes import open_model
 
     runner = open_model(model_path)
     if explain and runner.kind != "keras":
@@ -127,8 +128,6 @@ def predict_files(model_path, image_paths, as_json=False, explain=False):
         for result, p in zip(done, probabilities, strict=True):
             result["top"] = top_classes(p)
         if explain:
-            from fmnist.explain import write_explanations
-
             paths = write_explanations(runner.model, np.stack(images), probabilities, [r["file"] for r in done])
             for result, path in zip(done, paths, strict=True):
                 result["explained"] = str(path)
@@ -142,3 +141,24 @@ def predict_files(model_path, image_paths, as_json=False, explain=False):
                 if "explained" in result:
                     print(f"  why: {result['explained']}")
     return 1 if any("error" in result for result in results) else 0
+
+
+def write_explanations(model, images, probabilities, image_paths):
+    """For each image: <image stem>-explained.png beside the image file (a free name: never replacing one), with
+    the image and the heat maps for the top class and the runner-up. Returns the paths written."""
+    from fmnist.explain import heat_maps, method_name
+    from fmnist.figures import figure_png, plot_explanation
+    from fmnist.run.files import write_file
+    from fmnist.run.names import free_name
+
+    order = np.argsort(-probabilities, axis=1)
+    top, second = heat_maps(model, images, order[:, 0]), heat_maps(model, images, order[:, 1])
+    written = []
+    for i, image_path in enumerate(map(Path, image_paths)):
+        panels = [(heat[i], f"{CLASS_NAMES[c]} {probabilities[i, c]:.1%}" + ("" if heat[i].any() else "\n(none found)"))
+                  for heat, c in ((top, order[i, 0]), (second, order[i, 1]))]
+        fig = plot_explanation(images[i], panels, title=f"{image_path.name}: {method_name(model)}")
+        folder = image_path.parent
+        stem = free_name(folder, f"{image_path.stem}-explained", [".png"])
+        written.append(write_file(folder / f"{stem}.png", figure_png(fig), new=True))
+    return written

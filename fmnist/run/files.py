@@ -1,0 +1,141 @@
+"""The one safe writer: everything the project writes goes through `staged` (or `write_file`, its short form).
+
+A file (or a folder: a SavedModel) is written under a hidden temporary name in the same folder, then renamed into
+place, so whatever moment the process dies at, the path holds the previous complete file or the new one, never a
+torn one. Two modes:
+- replace (history, record, checkpoints): the new file replaces the old one atomically;
+- new (reports, figures, exported files, cards): nothing at the path is ever replaced; if something is there by
+  the time the file is complete, the write is refused in one line and the temporary is removed.
+
+A kill mid-write can leave the temporary behind: `temporary_files(path)` finds those of one path, so that
+--resume can remove them. `writable_folder` is the one check that a folder can be written, made before any work.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from fmnist.errors import UserError
+
+TEMPORARY_MARK = ".tmp"
+
+
+def _read_umask():
+    # os.umask is the only way to read it, and it sets it too: put it straight back. Read once, at import,
+    # before any thread could create a file in between.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+FILE_MODE = 0o666 & ~UMASK  # what open() would give a new file; mkstemp gives 0600
+FOLDER_MODE = 0o777 & ~UMASK  # what mkdir would give; mkdtemp gives 0700
+
+
+def temporary_name_parts(path):
+    """(prefix, suffix) of the temporary files of `path`: `.NAME.<random>.tmp<ending>`.
+
+    Keras and the exporters pick the format from the file's ending, so the temporary name ends like the real one.
+    """
+    path = Path(path)
+    ending = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    return f".{path.name}.", TEMPORARY_MARK + ending
+
+
+def temporary_files(path):
+    """The temporary files that a killed write of `path` left beside it, and no other file's."""
+    prefix, suffix = temporary_name_parts(path)
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    # The random part of mkstemp's names has no dot, so `a`'s pattern cannot match `a.keras`'s files.
+    return [p for p in path.parent.iterdir()
+            if p.name.startswith(prefix) and p.name.endswith(suffix)
+            and "." not in p.name[len(prefix):-len(suffix)] and p.name[len(prefix):-len(suffix)]]
+
+
+def fsync_folder(folder):
+    """Make a rename in `folder` durable: until the folder itself is on disk, a power cut can undo it."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove(path):
+    """Delete a file or a folder this project wrote; a symlink is removed itself, never what it points to."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged(path, *, new=False, folder=False):
+    """Yield a temporary path beside `path` to write (an empty file, or with `folder` an empty folder); when the
+    block succeeds, it becomes `path` atomically and durably, with the mode the user's umask gives.
+
+    `new`: never replace what is at `path` (a UserError instead). On any failure, even KeyboardInterrupt, the
+    temporary is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    prefix, suffix = temporary_name_parts(path)
+    try:
+        if folder:
+            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=suffix))
+            os.chmod(tmp, FOLDER_MODE)
+        else:
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+            os.close(fd)
+            tmp = Path(name)
+            os.chmod(tmp, FILE_MODE)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        yield tmp
+        if not folder:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())  # the content on disk before the rename, so a power cut leaves no empty file
+        if not new:
+            os.replace(tmp, path)
+        elif folder:  # a rename would replace an empty folder: look first (a folder made in that instant is lost)
+            if os.path.lexists(path):
+                raise FileExistsError(path)
+            os.rename(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if anything is at `path`, even a dangling symlink
+            tmp.unlink()
+        fsync_folder(path.parent)
+    except FileExistsError:
+        remove(tmp)
+        raise UserError(f"{path} already exists; not overwriting it") from None
+    except BaseException:
+        remove(tmp)
+        raise
+
+
+def write_file(path, data: bytes, *, new=False):
+    """Write `data` to `path` through `staged`: replacing what is there, or with `new` never."""
+    with staged(path, new=new) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def writable_folder(folder, subfolders=(), *, name="--out"):
+    """`folder` as a Path, created with its `subfolders` and checked writable, so that a folder that cannot be
+    written is a UserError before any work is done. `name` says in the message which option gave it."""
+    folder = Path(folder)
+    try:
+        for sub in (folder, *(folder / s for s in subfolders)):
+            sub.mkdir(parents=True, exist_ok=True)
+            if not os.access(sub, os.W_OK | os.X_OK):
+                raise PermissionError(f"{sub} is not writable")
+    except OSError as e:
+        raise UserError(f"cannot write to {name} {folder}: {e.strerror or e}; choose a folder you can write to") \
+            from None
+    return folder
