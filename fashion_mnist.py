@@ -48,19 +48,17 @@ HYPERPARAMETERS = {name: value for name, value in globals().items() if name.isup
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
 
+from fmnist.cli import COMMANDS, run_command  # noqa: E402
 from fmnist.config import hyperparameter_defaults, parse_config  # noqa: E402 - the block above must stay on top
 from fmnist.errors import run_guarded  # noqa: E402
 from fmnist.run.resume import FRESH_START  # noqa: E402
 
 DEFAULTS = hyperparameter_defaults(HYPERPARAMETERS)
-COMMANDS = ("evaluate", "predict", "export", "show-data")
 
 
 def main(argv, extra_callbacks=()):
     """Train (the default command), or run one of COMMANDS. `extra_callbacks` lets benchmarks observe a run."""
     if argv and argv[0] in COMMANDS:
-        from fmnist.cli import run_command
-
         return run_command(argv[0], argv[1:])
     config, sweep = parse_config(
         argv, DEFAULTS,

@@ -10,21 +10,19 @@ from pathlib import Path
 from fmnist import CLASS_NAMES
 from fmnist.config import SETTINGS_BY_NAME, TTA_CHOICES, add_flag
 from fmnist.evaluation import TTA_HELP
-from fmnist.ship.export import FORMATS
+from fmnist.ship.export import CALIBRATION_IMAGES, FORMATS
 
-COMMANDS = {
-    "evaluate": "Measure a saved .keras model on the test set: metrics, per-class table, confusions, figures.",
-    "predict": "Classify your own images with a saved .keras model, or a SavedModel folder, .onnx or .tflite file "
-               "from export.",
-    "export": "Export a .keras model as a TensorFlow SavedModel, ONNX and LiteRT (.tflite) files, each checked on "
-              "the test set against the Keras model, with a JSON card saying how to call it.",
-    "show-data": "Write a sprite of sample images per class (PNG, and an image in TensorBoard).",
-}
 SAMPLES_PER_CLASS = 12
+SUFFIX_NOTE = "existing files get a -2, -3... suffix, never replaced"
 
 
-def _parser(name):
-    return argparse.ArgumentParser(prog=f"fashion_mnist.py {name}", description=COMMANDS[name])
+def run_command(name, argv):
+    """Parse `argv` for the command `name` (one of COMMANDS) and run it; returns the exit code."""
+    description, add_arguments, run = COMMANDS[name]
+    parser = argparse.ArgumentParser(prog=f"fashion_mnist.py {name}", description=description)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run(args, argv)
 
 
 def _data_flags(parser):
@@ -32,56 +30,64 @@ def _data_flags(parser):
         add_flag(parser, SETTINGS_BY_NAME[name])
 
 
-def run_command(name, argv):
-    parser = _parser(name)
-    if name == "evaluate":
-        parser.add_argument("model", metavar="MODEL.keras")
-        parser.add_argument("--out", metavar="DIR", help="folder for the report (default: the model's folder); "
-                                                         "existing files get a -2, -3... suffix, never replaced")
-        parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
-                            help=f"{TTA_HELP}; a run's record names the one its test report used")
-        _data_flags(parser)
-        args = parser.parse_args(argv)
-        from fmnist.report import evaluate_saved_model
+def _evaluate_arguments(parser):
+    parser.add_argument("model", metavar="MODEL.keras")
+    parser.add_argument("--out", metavar="DIR", help=f"folder for the report (default: the model's folder); "
+                                                     f"{SUFFIX_NOTE}")
+    parser.add_argument("--tta", choices=TTA_CHOICES, default="none",
+                        help=f"{TTA_HELP}; a run's record names the one its test report used")
+    _data_flags(parser)
 
-        return evaluate_saved_model(args.model, args.out, args.data_dir, args.verify, args.tta)
-    if name == "predict":
-        parser.add_argument("model", metavar="MODEL",
-                            help="a .keras model, or a .savedmodel folder, .onnx or .tflite file from export")
-        parser.add_argument("images", nargs="+", metavar="IMAGE",
-                            help="PNG, JPEG, BMP, GIF or WebP files, any size and colour")
-        parser.add_argument("--json", action="store_true", help="print the results as JSON")
-        parser.add_argument("--explain", action="store_true",
-                            help="also write IMAGE-explained.png beside each image: where the model looked for its "
-                                 "top class and the runner-up (Grad-CAM; input gradients for an mlp); needs a "
-                                 ".keras model")
-        args = parser.parse_args(argv)
-        from fmnist.ship.predict import predict_files
 
-        return predict_files(args.model, args.images, args.json, args.explain)
-    if name == "export":
-        parser.add_argument("model", metavar="MODEL.keras")
-        parser.add_argument("--format", choices=[*FORMATS, "all"], default="all",
-                            help="saved_model: MODEL.savedmodel/; onnx: MODEL.onnx; litert: MODEL.tflite "
-                                 "(default: all three)")
-        parser.add_argument("--int8", action="store_true",
-                            help="also write MODEL.int8.tflite, quantised to 8-bit integers after training "
-                                 "(calibrated on 300 training images); the float .tflite is made too, to compare")
-        parser.add_argument("--out", metavar="DIR", help="folder for the files (default: the model's folder); "
-                                                         "existing files get a -2, -3... suffix, never replaced")
-        _data_flags(parser)
-        args = parser.parse_args(argv)
-        from fmnist.ship.export import export_model
+def _evaluate(args, argv):
+    from fmnist.report import evaluate_saved_model
 
-        formats = FORMATS if args.format == "all" else (args.format,)
-        return export_model(args.model, formats, args.int8, args.out, data_dir=args.data_dir, verify=args.verify,
-                            argv=argv)
+    return evaluate_saved_model(args.model, args.out, args.data_dir, args.verify, args.tta)
+
+
+def _predict_arguments(parser):
+    parser.add_argument("model", metavar="MODEL",
+                        help="a .keras model, or a .savedmodel folder, .onnx or .tflite file from export")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, BMP, GIF or WebP files, any size "
+                                                                   "and colour")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--explain", action="store_true",
+                        help="also write IMAGE-explained.png beside each image: where the model looked for its top "
+                             "class and the runner-up (Grad-CAM; input gradients for an mlp); needs a .keras model")
+
+
+def _predict(args, argv):
+    from fmnist.ship.predict import predict_files
+
+    return predict_files(args.model, args.images, args.json, args.explain)
+
+
+def _export_arguments(parser):
+    parser.add_argument("model", metavar="MODEL.keras")
+    parser.add_argument("--format", choices=[*FORMATS, "all"], default="all",
+                        help="saved_model: MODEL.savedmodel/; onnx: MODEL.onnx; litert: MODEL.tflite (default: all "
+                             "three)")
+    parser.add_argument("--int8", action="store_true",
+                        help=f"also write MODEL.int8.tflite, quantised to 8-bit integers after training (calibrated "
+                             f"on {CALIBRATION_IMAGES} training images); the float .tflite is made too, to compare")
+    parser.add_argument("--out", metavar="DIR", help=f"folder for the files (default: the model's folder); "
+                                                     f"{SUFFIX_NOTE}")
+    _data_flags(parser)
+
+
+def _export(args, argv):
+    from fmnist.ship.export import export_model
+
+    formats = FORMATS if args.format == "all" else (args.format,)
+    return export_model(args.model, formats, args.int8, args.out, data_dir=args.data_dir, verify=args.verify,
+                        argv=argv)
+
+
+def _show_data_arguments(parser):
     parser.add_argument("--out", default=".", metavar="DIR",
                         help="writes DIR/fashion-mnist-samples.png and DIR/tensorboard_logs/dataset/ "
                              "(default: the current directory)")
     _data_flags(parser)
-    args = parser.parse_args(argv)
-    return show_data(Path(args.out), args.data_dir, args.verify)
 
 
 def show_data(out, data_dir=None, verify=True):
@@ -104,3 +110,21 @@ def show_data(out, data_dir=None, verify=True):
     log_pngs(logdir, {"dataset/samples": png}, step=0)
     print(f"Wrote {path} and {logdir}/ (tensorboard --logdir {out / 'tensorboard_logs'})")
     return 0
+
+
+def _show_data(args, argv):
+    return show_data(Path(args.out), args.data_dir, args.verify)
+
+
+# name: (description for --help, its arguments, what it runs)
+COMMANDS = {
+    "evaluate": ("Measure a saved .keras model on the test set: metrics, per-class table, confusions, figures.",
+                 _evaluate_arguments, _evaluate),
+    "predict": ("Classify your own images with a saved .keras model, or a SavedModel folder, .onnx or .tflite file "
+                "from export.", _predict_arguments, _predict),
+    "export": ("Export a .keras model as a TensorFlow SavedModel, ONNX and LiteRT (.tflite) files, each checked on "
+               "the test set against the Keras model, with a JSON card saying how to call it.",
+               _export_arguments, _export),
+    "show-data": ("Write a sprite of sample images per class (PNG, and an image in TensorBoard).",
+                  _show_data_arguments, _show_data),
+}

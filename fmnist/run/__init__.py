@@ -7,6 +7,6 @@
 - resume.py: reading an interrupted run back; signals.py: Ctrl-C and SIGTERM during training;
 - sweep.py: one run per --sweep value, then a comparison; tensorboard.py: what goes to TensorBoard.
 
-It imports the core's leaves (errors, config, data, evaluation, figures), never the training flow
-(fmnist.training, fmnist.report, fmnist.cli), fmnist.ship or fmnist.speed.
+It imports only the core's leaves (errors, config, data, evaluation, figures). It must never import the
+training flow (fmnist.training, fmnist.report, fmnist.cli), fmnist.ship or fmnist.speed.
 """

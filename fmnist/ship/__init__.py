@@ -4,6 +4,6 @@
 - runtimes.py: one way to load and run a .keras, SavedModel, .onnx or .tflite file;
 - predict.py: `predict` on image files, with heat maps on request.
 
-It imports the core's leaves and fmnist.run (the safe writer, free names), never the training flow
-(fmnist.training, fmnist.report, fmnist.cli) nor fmnist.speed.
+It imports the core's leaves and fmnist.run (the safe writer, free names). It must never import the training
+flow (fmnist.training, fmnist.report, fmnist.cli) nor fmnist.speed.
 """

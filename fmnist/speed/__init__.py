@@ -4,6 +4,6 @@
 - fast_ops.py: faster stand-ins for Keras's Adam update, Dropout mask and BatchNorm (--no-fast-ops: Keras's own);
 - cluster.py, devices.py, multiworker.py: tf.distribute on mirrored GPUs or several machines.
 
-It imports the core's leaves and fmnist.run, never the training flow (fmnist.training, fmnist.report,
-fmnist.cli) nor fmnist.ship.
+It imports the core's leaves and fmnist.run (signals). It must never import the training flow
+(fmnist.training, fmnist.report, fmnist.cli) nor fmnist.ship.
 """
