@@ -26,7 +26,14 @@ def load_model(path):
         model = keras.saving.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - a broken or foreign file can fail in many ways; all mean the same
         raise UserError(f"{path}: not a loadable .keras model ({first_line(e)})") from None
-    inputs, outputs = model.input_shape, model.output_shape
+    check_model_shapes(path, model.input_shape, model.output_shape)
+    return model
+
+
+def check_model_shapes(path, inputs, outputs):
+    """Refuse, in one line naming the shapes, a model file (of any runtime) whose input does not take a batch of
+    28x28 (or 28x28x1) images or whose output is not one probability per Fashion-MNIST class: its outputs would
+    be given the classes' names, right or wrong. A shape is a tuple, with None where the file leaves it open."""
     side = IMAGE_SIDE
     if not isinstance(inputs, tuple) or tuple(inputs[1:]) not in ((side, side), (side, side, 1)):
         raise UserError(f"{path}: the model takes input of shape {inputs}; expected (None, {side}, {side}, 1) or "
@@ -34,7 +41,6 @@ def load_model(path):
     if not isinstance(outputs, tuple) or tuple(outputs[1:]) != (NUM_CLASSES,):
         raise UserError(f"{path}: the model outputs shape {outputs}; expected (None, {NUM_CLASSES}), "
                         "one probability per class")
-    return model
 
 
 def as_input(images, input_shape):

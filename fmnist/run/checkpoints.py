@@ -13,14 +13,13 @@ This module imports Keras: import it only once the command line has been parsed.
 """
 
 import math
-import shutil
 import time
 from pathlib import Path
 
 import keras
 
 from fmnist.errors import UserError
-from fmnist.run.files import TEMPORARY_MARK, staged, temporary_files
+from fmnist.run.files import TEMPORARY_MARK, remove, staged, temporary_files
 from fmnist.run.records import make_record, write_history, write_record
 from fmnist.run.resume import RESUMABLE
 
@@ -172,5 +171,5 @@ class RunRecorder(keras.callbacks.Callback):
         no longer says "running"."""
         record = self.save(status, test, figures)
         if status not in RESUMABLE:
-            shutil.rmtree(self.paths.backup, ignore_errors=True)
+            remove(self.paths.backup)
         return record

@@ -126,6 +126,10 @@ def lock_run(paths):
     lock = paths.tensorboard / LOCK_NAME
     if lock in _held_locks:
         return
+    for path in (paths.model, paths.backup, paths.history, paths.record, paths.tensorboard, lock):
+        if path.is_symlink():  # what the run writes, locks or deletes is never reached through a link
+            raise UserError(f"{path} is a symbolic link, which a run never writes through; remove it, or choose "
+                            "another --run-name or --out")
     try:
         paths.tensorboard.mkdir(parents=True, exist_ok=True)  # a run from before locks, whose folder was removed
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)  # never a link's target

@@ -62,7 +62,10 @@ class Runner:
     kind = ""
     tolerance = 1e-2  # how far a row of probabilities may sum from 1
 
-    def __init__(self, path, input_name, input_shape, output_name):
+    def __init__(self, path, input_name, input_shape, output_name, output_shape):
+        from fmnist.evaluation import check_model_shapes
+
+        check_model_shapes(path, input_shape, output_shape)  # a file from elsewhere may map pixels to anything
         self.path, self.input_name, self.input_shape, self.output_name = Path(path), input_name, input_shape, \
             output_name
 
@@ -84,7 +87,8 @@ class KerasRunner(Runner):
         from fmnist.evaluation import load_model
 
         self.model = model if model is not None else load_model(path)
-        super().__init__(path, self.model.inputs[0].name, tuple(self.model.input_shape), "predictions")
+        super().__init__(path, self.model.inputs[0].name, tuple(self.model.input_shape), "predictions",
+                         tuple(self.model.output_shape))
 
     def run(self, x):
         return self.model.predict(x, batch_size=PREDICT_BATCH, verbose=0)
@@ -107,9 +111,13 @@ class SavedModelRunner(Runner):
         except Exception as e:  # noqa: BLE001 - a broken folder can fail in many ways; all mean the same
             raise UserError(f"{path}: not a loadable SavedModel ({first_line(e)})") from None
         self.loaded = loaded  # the signature's variables live as long as the loaded object
-        (name, spec), = self.serve.structured_input_signature[1].items()
-        (output, _), = self.serve.structured_outputs.items()
-        super().__init__(path, name, tuple(spec.shape), output)
+        inputs, outputs = self.serve.structured_input_signature[1], self.serve.structured_outputs
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UserError(f"{path}: the SavedModel's serving_default takes {len(inputs)} inputs and gives "
+                            f"{len(outputs)} outputs; expected one of each")
+        (name, spec), = inputs.items()
+        (output, output_spec), = outputs.items()
+        super().__init__(path, name, _shape(spec.shape), output, _shape(output_spec.shape))
 
     def run(self, x):
         return self.serve(**{self.input_name: x})[self.output_name].numpy()
@@ -128,8 +136,12 @@ class OnnxRunner(Runner):
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own error types for a bad file
             raise UserError(f"{path}: not a loadable ONNX model ({first_line(e)})") from None
-        (inp,), (out,) = self.session.get_inputs(), self.session.get_outputs()
-        super().__init__(path, inp.name, tuple(d if isinstance(d, int) else None for d in inp.shape), out.name)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UserError(f"{path}: the ONNX model takes {len(inputs)} inputs and gives {len(outputs)} outputs; "
+                            "expected one of each")
+        (inp,), (out,) = inputs, outputs
+        super().__init__(path, inp.name, _shape(inp.shape), out.name, _shape(out.shape))
 
     def run(self, x):
         return self.session.run([self.output_name], {self.input_name: x})[0]
@@ -146,14 +158,17 @@ class LiteRTRunner(Runner):
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
         except Exception as e:  # noqa: BLE001 - the interpreter raises ValueError or RuntimeError for a bad file
             raise UserError(f"{path}: not a loadable LiteRT model ({first_line(e)})") from None
-        (inp,), (out,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise UserError(f"{path}: the LiteRT model takes {len(inputs)} inputs and gives {len(outputs)} outputs; "
+                            "expected one of each")
+        (inp,), (out,) = inputs, outputs
         self.input_index, self.output_index, self.allocated = inp["index"], out["index"], None
         if self.quantised():
             self.tolerance = 5e-2  # ten outputs each rounded to a step of 1/256, and an integer softmax
         names = self.interpreter.get_signature_list().get("serving_default", {})
-        super().__init__(path, (names.get("inputs") or [inp["name"]])[0],
-                         tuple(None if d < 0 else int(d) for d in inp["shape_signature"]),
-                         (names.get("outputs") or [out["name"]])[0])
+        super().__init__(path, (names.get("inputs") or [inp["name"]])[0], _shape(inp["shape_signature"]),
+                         (names.get("outputs") or [out["name"]])[0], _shape(out["shape_signature"]))
 
     def quantised(self):
         """True for an int8 file: any of its tensors is stored as 8-bit integers."""
@@ -169,6 +184,13 @@ class LiteRTRunner(Runner):
         self.interpreter.set_tensor(self.input_index, x)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output_index)
+
+
+def _shape(dimensions):
+    """A runtime's shape as a tuple of ints, with None for what it leaves open (None, -1, or a name such as "N")."""
+    if dimensions is None:
+        return None
+    return tuple(int(d) if isinstance(d, int | np.integer) and d >= 0 else None for d in dimensions)
 
 
 def open_model(path, threads=None):
