@@ -111,12 +111,8 @@ class SavedModelRunner(Runner):
         except Exception as e:  # noqa: BLE001 - a broken folder can fail in many ways; all mean the same
             raise UserError(f"{path}: not a loadable SavedModel ({first_line(e)})") from None
         self.loaded = loaded  # the signature's variables live as long as the loaded object
-        inputs, outputs = self.serve.structured_input_signature[1], self.serve.structured_outputs
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise UserError(f"{path}: the SavedModel's serving_default takes {len(inputs)} inputs and gives "
-                            f"{len(outputs)} outputs; expected one of each")
-        (name, spec), = inputs.items()
-        (output, output_spec), = outputs.items()
+        (name, spec), (output, output_spec) = _one_each(path, self.serve.structured_input_signature[1].items(),
+                                                        self.serve.structured_outputs.items())
         super().__init__(path, name, _shape(spec.shape), output, _shape(output_spec.shape))
 
     def run(self, x):
@@ -136,11 +132,7 @@ class OnnxRunner(Runner):
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own error types for a bad file
             raise UserError(f"{path}: not a loadable ONNX model ({first_line(e)})") from None
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise UserError(f"{path}: the ONNX model takes {len(inputs)} inputs and gives {len(outputs)} outputs; "
-                            "expected one of each")
-        (inp,), (out,) = inputs, outputs
+        inp, out = _one_each(path, self.session.get_inputs(), self.session.get_outputs())
         super().__init__(path, inp.name, _shape(inp.shape), out.name, _shape(out.shape))
 
     def run(self, x):
@@ -158,11 +150,7 @@ class LiteRTRunner(Runner):
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
         except Exception as e:  # noqa: BLE001 - the interpreter raises ValueError or RuntimeError for a bad file
             raise UserError(f"{path}: not a loadable LiteRT model ({first_line(e)})") from None
-        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise UserError(f"{path}: the LiteRT model takes {len(inputs)} inputs and gives {len(outputs)} outputs; "
-                            "expected one of each")
-        (inp,), (out,) = inputs, outputs
+        inp, out = _one_each(path, self.interpreter.get_input_details(), self.interpreter.get_output_details())
         self.input_index, self.output_index, self.allocated = inp["index"], out["index"], None
         if self.quantised():
             self.tolerance = 5e-2  # ten outputs each rounded to a step of 1/256, and an integer softmax
@@ -184,6 +172,15 @@ class LiteRTRunner(Runner):
         self.interpreter.set_tensor(self.input_index, x)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output_index)
+
+
+def _one_each(path, inputs, outputs):
+    """The model's one input and one output; a model with more or fewer of either is refused."""
+    inputs, outputs = list(inputs), list(outputs)
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UserError(f"{path}: the model takes {len(inputs)} inputs and gives {len(outputs)} outputs; expected "
+                        "one of each (an image batch in, 10 class probabilities out)")
+    return inputs[0], outputs[0]
 
 
 def _shape(dimensions):
