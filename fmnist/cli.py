@@ -47,7 +47,9 @@ def _evaluate(args, argv):
 
 def _predict_arguments(parser):
     parser.add_argument("model", metavar="MODEL",
-                        help="a .keras model, or a .savedmodel folder, .onnx or .tflite file from export")
+                        help="a .keras model, or a .savedmodel folder, .onnx or .tflite file from export. A "
+                             "SavedModel is a program: it runs only if its graph holds just the ops this "
+                             "project's exports use, so none that reads or writes files")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, BMP, GIF or WebP files, any size "
                                                                    "and colour")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -99,12 +99,76 @@ class KerasRunner(Runner):
         return predict_probabilities(self.model, images, batch_size=PREDICT_BATCH)
 
 
+# A SavedModel is a program, and loading it runs it: only graphs made of the ops this project's own exports use
+# (every model, at float32 and bf16) are run. Checkpoint ops read and write files, so they may appear only in the
+# functions that save and restore the variables, never in what a signature runs.
+COMPUTE_OPS = frozenset((
+    "AddV2 AssignVariableOp BiasAdd Const Conv2D DisableCopyOnRead Identity MatMul MaxPool Mean Mul NoOp Pack "
+    "Placeholder ReadVariableOp Relu Reshape Rsqrt Select Shape Softmax Squeeze StatefulPartitionedCall "
+    "StridedSlice Sub VarHandleOp VarIsInitializedOp").split())
+CHECKPOINT_OPS = frozenset(
+    "MergeV2Checkpoints RestoreV2 SaveV2 ShardedFilename StaticRegexFullMatch StringJoin".split())
+MAX_GRAPH_BYTES = 64 * 2**20  # the weights are in variables/; the graph of any model here is under 1 MB
+
+
+def check_savedmodel_graph(path):
+    """Refuse, naming the op, a SavedModel whose graph (its function library included) holds an op outside
+    COMPUTE_OPS and CHECKPOINT_OPS, or whose signatures reach a checkpoint op. Reads the file; runs nothing."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    graph_file = Path(path) / "saved_model.pb"
+    if graph_file.stat().st_size > MAX_GRAPH_BYTES:
+        raise UserError(f"{path}: saved_model.pb is over {MAX_GRAPH_BYTES // 2**20} MB, more than any model here")
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(graph_file.read_bytes())
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError, or worse for a crafted file
+        raise UserError(f"{path}: not a readable SavedModel ({first_line(e)})") from None
+    for meta_graph in saved.meta_graphs:
+        functions = {f.signature.name: f.node_def for f in meta_graph.graph_def.library.function}
+        nodes = {node.name: node for node in meta_graph.graph_def.node}
+        for node in [*nodes.values(), *(n for body in functions.values() for n in body)]:
+            if node.op not in COMPUTE_OPS | CHECKPOINT_OPS:
+                raise UserError(f"{path}: refusing to run a SavedModel that holds the op {node.op!r:.80}, which this "
+                                "project's models never use (a SavedModel is a program: only run one you trust "
+                                "through its own tools)")
+        for node in _reached_by_signatures(meta_graph, nodes, functions):
+            if node.op in CHECKPOINT_OPS:
+                raise UserError(f"{path}: refusing to run a SavedModel whose signatures read or write files (op "
+                                f"{node.op!r})")
+
+
+def _reached_by_signatures(meta_graph, nodes, functions):
+    """Every node that running any of the meta graph's signatures can execute: the graph's nodes they depend on,
+    and the nodes of every function those call, transitively."""
+    todo = [tensor.name.split(":")[0].lstrip("^") for signature in meta_graph.signature_def.values()
+            for tensor in [*signature.inputs.values(), *signature.outputs.values()]]
+    seen, reached, called = set(), [], []
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        reached.append(nodes[name])
+        todo += [source.split(":")[0].lstrip("^") for source in nodes[name].input]
+    done_functions = set()
+    while reached or called:
+        node = reached.pop() if reached else called.pop()
+        yield node
+        for attribute in node.attr.values():
+            name = attribute.func.name
+            if name and name in functions and name not in done_functions:
+                done_functions.add(name)
+                called += functions[name]
+
+
 class SavedModelRunner(Runner):
     kind = "saved_model"
 
     def __init__(self, path):
         import tensorflow as tf
 
+        check_savedmodel_graph(path)
         try:
             loaded = tf.saved_model.load(str(path))
             self.serve = loaded.signatures["serving_default"]
