@@ -38,7 +38,11 @@ class Number:
         kinds = (int,) if self.kind is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise argparse.ArgumentTypeError(f"{value!r} is not a valid {self.kind.__name__}")
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int too large for a float: 400 digits of epochs
+            raise argparse.ArgumentTypeError(f"{str(value)[:20]}... is far out of range") from None
+        if not finite:
             raise argparse.ArgumentTypeError(f"{value!r} is not a finite number")
         too_low = self.minimum is not None and (value < self.minimum if self.min_inclusive else value <= self.minimum)
         too_high = self.maximum is not None and value >= self.maximum
@@ -50,9 +54,14 @@ class Number:
         return self.kind(value)
 
 
+MAX_RUN_NAME = 100  # file systems allow 255 bytes a name; a run's files add up to 25 to it
+
+
 def run_name(text):
     if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not usable as a file name (use letters, digits, . _ -)")
+        raise argparse.ArgumentTypeError(f"{text!r:.80} is not usable as a file name (use letters, digits, . _ -)")
+    if len(text) > MAX_RUN_NAME:
+        raise argparse.ArgumentTypeError(f"{text[:20]}... is {len(text)} characters long; at most {MAX_RUN_NAME}")
     return text
 
 

@@ -22,12 +22,35 @@ def load_model(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
+    check_keras_archive(path)
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - a broken or foreign file can fail in many ways; all mean the same
         raise UserError(f"{path}: not a loadable .keras model ({first_line(e)})") from None
     check_model_shapes(path, model.input_shape, model.output_shape)
     return model
+
+
+MAX_KERAS_CONFIG_BYTES = 2**20  # the config of the largest net here (resnet18) is under 100 KB
+
+
+def check_keras_archive(path):
+    """Refuse, before Keras reads it, a file that is not a .keras archive (a zip file named *.keras, lower case,
+    as Keras requires) or whose config declares itself larger than any model's (a zip bomb costs gigabytes)."""
+    import zipfile
+
+    if path.suffix != ".keras":
+        raise UserError(f"{path}: Keras loads only files whose name ends in .keras (lower case); rename it")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            sizes = {info.filename: info.file_size for info in archive.infolist()}
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a .keras file (a .keras model is a zip archive; this one is truncated or "
+                        f"another format: {first_line(e)})") from None
+    for member in ("config.json", "metadata.json"):
+        if sizes.get(member, 0) > MAX_KERAS_CONFIG_BYTES:
+            raise UserError(f"{path}: its {member} declares {sizes[member]:,} bytes, over the "
+                            f"{MAX_KERAS_CONFIG_BYTES:,} any model here needs; not loading it")
 
 
 def check_model_shapes(path, inputs, outputs):

@@ -98,22 +98,24 @@ def staged(path, *, new=False, folder=False):
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         yield tmp
+        if not new and not folder and path.is_file():
+            os.chmod(tmp, path.stat().st_mode & 0o777)  # a file the user made private stays private
         if not folder:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())  # the content on disk before the rename, so a power cut leaves no empty file
         if not new:
             os.replace(tmp, path)
-        elif folder:  # a rename would replace an empty folder: look first (a folder made in that instant is lost)
-            if os.path.lexists(path):
-                raise FileExistsError(path)
+        elif os.path.lexists(path):
+            raise UserError(f"{path} already exists; not overwriting it")
+        elif folder:  # a rename would replace an empty folder made in the instant since that look
             os.rename(tmp, path)
         else:
-            os.link(tmp, path)  # fails if anything is at `path`, even a dangling symlink
+            try:
+                os.link(tmp, path)  # fails if anything is at `path` by now, even a dangling symlink
+            except FileExistsError:
+                raise UserError(f"{path} already exists; not overwriting it") from None
             tmp.unlink()
         fsync_folder(path.parent)
-    except FileExistsError:
-        remove(tmp)
-        raise UserError(f"{path} already exists; not overwriting it") from None
     except BaseException:
         remove(tmp)
         raise
