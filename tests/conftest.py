@@ -1,7 +1,11 @@
+"""Helpers and session fixtures shared by the tests of every folder (each test file imports them with
+`from conftest import ...`)."""
+
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +46,45 @@ def assert_clean_error(proc, code, *fragments):
     assert len(error_lines) == 1, proc.stderr[-2000:]
     for fragment in fragments:
         assert fragment in error_lines[0]
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
+
+
+def read_tensors(logdir):
+    """{tag: [(step, value as a NumPy array)]} and {tag: plugin name} from the event files of one folder."""
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    accumulator = event_accumulator.EventAccumulator(str(logdir), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    tags = accumulator.Tags()["tensors"]
+    values = {tag: [(e.step, tensor_util.make_ndarray(e.tensor_proto)) for e in accumulator.Tensors(tag)]
+              for tag in tags}
+    return values, {tag: accumulator.SummaryMetadata(tag) for tag in tags}
+
+
+# A few seconds an epoch; a small validation set keeps the epoch ends quick too.
+SMALL = ("--limit", 1000, "--val-fraction", 0.02, "--epochs", 2)
+
+
+def wait_for_epochs(proc, record, epochs, log, timeout=300):
+    """Poll the run record (rewritten atomically after every epoch) until it holds `epochs` completed epochs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the run ended early ({proc.returncode}):\n{log.read_text()[-3000:]}"
+        if record.exists() and json.loads(record.read_text())["epochs_run"] >= epochs:  # never torn: no retry
+            return
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"no record of {epochs} epochs after {timeout} s")
 
 
 @pytest.fixture(scope="session")

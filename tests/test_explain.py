@@ -222,7 +222,7 @@ def test_confused_pair_shows_both_classes_on_a_few_images_of_each():
 
 @pytest.mark.slow
 def test_the_report_has_the_confused_pair_figure_in_png_and_tensorboard(fast_run):
-    from test_insight import read_tensors
+    from conftest import read_tensors
 
     model, record = fast_run
     pair = record["test"]["most_confused"][0]
