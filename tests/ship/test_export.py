@@ -138,8 +138,8 @@ def test_the_readme_snippet_runs_the_exported_file(exported, runtime, tmp_path):
 
 
 def test_export_never_overwrites_and_removes_a_file_that_fails_its_check(exported, fast_run, monkeypatch, capsys):
-    from fmnist import export as export_module
     from fmnist.errors import UserError
+    from fmnist.ship import export as export_module
 
     out, _ = exported
     model, _ = fast_run
