@@ -24,8 +24,7 @@ import sys
 
 # -----------------------------------------------------------------------------------------------------------
 # Hyperparameters: edit them here, or override any of them on the command line (for example --epochs 5).
-# The models, their layers and the recipes of `fast` and `best` are defined in fmnist/models.py; flags typed on the
-# command line override a recipe.
+# The models (their layers) and the `fast`/`best` recipes are defined in fmnist/models.py; a typed flag beats a recipe.
 # Each is declared once more, with its type, range and help, in fmnist/config.py SETTINGS.
 MODEL = "cnn"  # cnn | mlp | lenet | resnet18 | fast | best
 EPOCHS = 20

@@ -25,7 +25,7 @@ from fmnist.run.resume import RESUMABLE
 
 
 def save_atomically(model, path, weights_only=False):
-    """model.save (or save_weights) to `path` through fmnist.run.files.replacing."""
+    """model.save (or save_weights) to `path` through fmnist.run.files.staged, replacing the file."""
     with staged(path) as tmp:
         if weights_only:
             model.save_weights(tmp)
