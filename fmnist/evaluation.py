@@ -45,8 +45,8 @@ def check_keras_archive(path):
         with zipfile.ZipFile(path) as archive:
             sizes = {info.filename: info.file_size for info in archive.infolist()}
     except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a .keras file (a .keras model is a zip archive; this one is truncated or "
-                        f"another format: {first_line(e)})") from None
+        raise UserError(f"{path}: not a loadable .keras model (a .keras model is a zip archive; this one is "
+                        f"truncated or in another format: {first_line(e)})") from None
     for member in ("config.json", "metadata.json"):
         if sizes.get(member, 0) > MAX_KERAS_CONFIG_BYTES:
             raise UserError(f"{path}: its {member} declares {sizes[member]:,} bytes, over the "

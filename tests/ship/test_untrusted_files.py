@@ -139,7 +139,7 @@ def test_a_keras_file_that_is_not_one_is_refused_before_keras_reads_it(tmp_path)
     with zipfile.ZipFile(tmp_path / "bomb.keras", "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("config.json", "{" + " " * 50_000_000 + "}")  # 50 MB that compress to 50 KB
     (tmp_path / "upper.KERAS").write_bytes((tmp_path / "bomb.keras").read_bytes())
-    for name, message in [("truncated.keras", "not a .keras file"), ("bomb.keras", "config.json declares"),
-                          ("upper.KERAS", "ends in .keras (lower case)")]:
+    for name, message in [("truncated.keras", "not a loadable .keras model (a .keras model is a zip"),
+                          ("bomb.keras", "config.json declares"), ("upper.KERAS", "ends in .keras (lower case)")]:
         proc = run_script("fashion_mnist.py", "predict", tmp_path / name, tmp_path / "white.png")
         assert_clean_error(proc, 1, message)
