@@ -65,6 +65,9 @@ def _paths(out, name):
                     out / "history" / f"{name}.json", out / "tensorboard_logs" / name)
 
 
+MAX_ATTEMPTS = 999
+
+
 def claim_free_name(stem, claim, where):
     """The first of `stem`, `stem-2`, `stem-3`... for which claim(name) returns true; it may create what makes
     the name taken (atomically), so that no other process gets it too. `where` names the folder in the error."""
@@ -74,8 +77,6 @@ def claim_free_name(stem, claim, where):
             return name
     raise UserError(f"could not find a free name for {stem!r} in {where}")
 
-
-MAX_ATTEMPTS = 999
 
 
 def reserve_run(out, requested_name, default_name):
