@@ -105,16 +105,17 @@ def staged(path, *, new=False, folder=False):
                 os.fsync(f.fileno())  # the content on disk before the rename, so a power cut leaves no empty file
         if not new:
             os.replace(tmp, path)
-        elif os.path.lexists(path):
-            raise UserError(f"{path} already exists; not overwriting it")
-        elif folder:  # a rename would replace an empty folder made in the instant since that look
-            os.rename(tmp, path)
         else:
             try:
-                os.link(tmp, path)  # fails if anything is at `path` by now, even a dangling symlink
+                if folder:  # a rename would replace an empty folder made in the instant since this look
+                    if os.path.lexists(path):
+                        raise FileExistsError(path)
+                    os.rename(tmp, path)
+                else:
+                    os.link(tmp, path)  # fails if anything is at `path`, even a dangling symlink
+                    tmp.unlink()
             except FileExistsError:
                 raise UserError(f"{path} already exists; not overwriting it") from None
-            tmp.unlink()
         fsync_folder(path.parent)
     except BaseException:
         remove(tmp)
@@ -128,9 +129,9 @@ def write_file(path, data: bytes, *, new=False):
     return Path(path)
 
 
-def writable_folder(folder, subfolders=(), *, name="--out"):
-    """`folder` as a Path, created with its `subfolders` and checked writable, so that a folder that cannot be
-    written is a UserError before any work is done. `name` says in the message which option gave it."""
+def writable_folder(folder, subfolders=()):
+    """`folder` (an --out) as a Path, created with its `subfolders` and checked writable, so that a folder that
+    cannot be written is a UserError before any work is done."""
     folder = Path(folder)
     try:
         for sub in (folder, *(folder / s for s in subfolders)):
@@ -138,6 +139,6 @@ def writable_folder(folder, subfolders=(), *, name="--out"):
             if not os.access(sub, os.W_OK | os.X_OK):
                 raise PermissionError(f"{sub} is not writable")
     except OSError as e:
-        raise UserError(f"cannot write to {name} {folder}: {e.strerror or e}; choose a folder you can write to") \
+        raise UserError(f"cannot write to --out {folder}: {e.strerror or e}; choose a folder you can write to") \
             from None
     return folder

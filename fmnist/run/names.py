@@ -78,7 +78,6 @@ def claim_free_name(stem, claim, where):
     raise UserError(f"could not find a free name for {stem!r} in {where}")
 
 
-
 def reserve_run(out, requested_name, default_name):
     """Create the output folders and claim a run name that no earlier run has used.
 
