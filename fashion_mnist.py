@@ -47,6 +47,9 @@ HYPERPARAMETERS = {name: value for name, value in globals().items() if name.isup
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the way
 
+from fmnist.quiet import hide_cuda_noise  # noqa: E402
+
+hide_cuda_noise()  # no CUDA error lines on a machine without a GPU (a real GPU's errors still show)
 from fmnist.cli import COMMANDS, run_command  # noqa: E402
 from fmnist.config import hyperparameter_defaults, parse_config  # noqa: E402 - the block above must stay on top
 from fmnist.errors import run_guarded  # noqa: E402

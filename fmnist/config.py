@@ -126,7 +126,9 @@ SETTINGS = (
     Setting("keep", "the model a run keeps, saves and tests: the epoch with the lowest validation loss, or the "
             "last one", choices=("best", "last"), hyperparameter=True),
     Setting("seed", "seeds the split, the shuffling and the weights", Number(int, 0, 2**32), hyperparameter=True),
-    Setting("limit", "train on a stratified subset of N images (quick trials); all when unset", Number(int, 10),
+    Setting("limit", "train on N of the training images, every class in proportion (quick trials); the "
+            "validation set (--val-fraction) and the 10,000 test images stay whole, so scores compare across "
+            "limits; all when unset", Number(int, 10),
             hyperparameter=True, optional=True, metavar="N"),
     Setting("precision", "auto: mixed_bfloat16 on a GPU with bf16 tensor cores (Ampere or later) or where the CPU "
             "computes bf16 faster than float32 (AMX, AMD Zen 4+), else float32",

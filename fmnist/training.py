@@ -5,6 +5,7 @@ This module imports Keras: import it only once the command line has been parsed.
 """
 
 import math
+import sys
 
 import keras
 
@@ -94,9 +95,24 @@ def make_callbacks(paths, config, earlier_history):
 class EpochProgbarLogger(keras.callbacks.ProgbarLogger):
     """Keras's progress bar, kept within the epoch's length. With steps_per_execution > 1, Keras reports the
     epoch's last, partial call into TensorFlow as a full one, so the bar ran past its end (`48/43` for 43 steps in
-    calls of 8)."""
+    calls of 8).
+
+    Where stdout is not a terminal (a file, a pipe, a notebook), one plain line per epoch instead: Keras's bar
+    writes colour escape codes whatever the output is, which a log file shows as `[1m8/32[0m`."""
+
+    def set_params(self, params):
+        super().set_params(params)
+        if self.verbose == 1 and not _is_terminal(sys.stdout):
+            self.verbose = 2  # Keras's "one line per epoch", which has no escape codes
 
     def on_train_batch_end(self, batch, logs=None):
         if self.target is not None:
             batch = min(batch, self.target - 1)  # `batch` counts from 0
         super().on_train_batch_end(batch, logs)
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False

@@ -16,6 +16,7 @@ def test_end_to_end_run_writes_every_output(tiny_run):
     out, proc, record = tiny_run
     assert "Test accuracy" in proc.stdout and "top-5" in proc.stdout
     assert "shipped copy" in proc.stdout  # the data source is printed
+    assert "\x1b" not in proc.stdout  # output to a pipe: the plain one-line-per-epoch progress, no escape codes
 
     history = pickle.loads((out / "history" / "tiny.pkl").read_bytes())
     assert set(history) >= {"loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy"}
@@ -54,3 +55,22 @@ def test_deterministic_runs_give_identical_histories(tmp_path):
         histories.append(pickle.loads((tmp_path / "history" / f"{name}.pkl").read_bytes()))
         assert json.loads((tmp_path / "history" / f"{name}.json").read_text())["hyperparameters"]["deterministic"]
     assert histories[0] == histories[1]  # exactly equal, not approximately
+
+
+def test_the_progress_bar_has_no_escape_codes_when_stdout_is_not_a_terminal(monkeypatch):
+    import io
+    import sys
+
+    from fmnist.training import EpochProgbarLogger
+
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    bar = EpochProgbarLogger()
+    bar.set_params({"verbose": 1, "epochs": 1, "steps": 4})
+    assert bar.verbose == 2  # Keras's one line per epoch
+    bar.on_train_begin()
+    bar.on_epoch_begin(0)
+    for step in range(4):
+        bar.on_train_batch_end(step, {"loss": 1.0})
+    bar.on_epoch_end(0, {"loss": 1.0})
+    printed = sys.stdout.getvalue()
+    assert "4/4" in printed and "loss" in printed and "\x1b" not in printed
