@@ -265,5 +265,6 @@ def confused_pair_figure(model, images, labels, probabilities, pair, *, per_clas
     heats = [heat_maps(model, images[chosen], np.full(len(chosen), c)) for c in (a, b)]
     return plot_confused_pair(images[chosen], labels[chosen], predicted[chosen], probabilities[chosen].max(axis=1),
                               heats, classes=(a, b), class_names=CLASS_NAMES,
-                              title=f"{model.name}: {pair['true']} taken for {pair['predicted']} "
-                                    f"{pair['count']} times; where it sees each class ({method_name(model)})")
+                              title=f"{model.name} took {pair['true']} for {pair['predicted']} {pair['count']} "
+                                    "times: where it finds evidence for each class (red: strongest, blue: none)",
+                              subtitle=method_name(model))

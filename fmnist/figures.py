@@ -11,6 +11,10 @@ import numpy as np
 # Keras 2.2 and older wrote `acc`; later versions write `accuracy`.
 ACCURACY_KEYS = ("accuracy", "acc")
 FIGURE_DPI = 150  # for PNG files; TensorBoard images use less to keep the event files small
+# Garments are drawn as the data set stores them, light on a dark background (0 = black), in every figure.
+GARMENT_CMAP = "gray"
+HEAT_CMAP = "jet"
+HEAT_ENDS = ("no evidence", "strongest")
 RIGHT, WRONG = "#1a8a1a", "#d01c1c"
 HISTORY_FIGURE_SIZE = (12, 4.8)  # inches
 
@@ -23,39 +27,56 @@ def _metric(history, names, prefix=""):
 
 
 def plot_histories(histories, title=None, validation_only=False, fig=None):
-    """Accuracy and loss against epoch, training solid and validation dashed, one colour per run.
+    """Accuracy and loss against epoch: training solid with dots, validation dashed with squares.
 
+    One run: training and validation in two colours as well. Several runs: one colour per run.
     `histories` maps a run name to its Keras history dict. Metrics a run lacks are left out of its panel.
     `validation_only` draws one solid line per run (validation), the view that compares the runs of a sweep.
     `fig`: an empty figure to draw on, such as a pyplot one to show on screen; by default a new headless one.
+    Epochs count from 1 on whole-number ticks, so that a 1-epoch run reads as one point at epoch 1.
     """
     import matplotlib
+    from matplotlib.ticker import MaxNLocator
 
     fig = fig or _figure(*HISTORY_FIGURE_SIZE)
     acc_ax, loss_ax = fig.subplots(1, 2)
     colours = matplotlib.colormaps["tab10"].colors
-    splits = [("val_", "-", "")] if validation_only else [("", "-", " (train)"), ("val_", "--", " (validation)")]
+    splits = [("val_", "-", "s", "")] if validation_only else \
+        [("", "-", "o", "train"), ("val_", "--", "s", "validation")]
+    one_run = len(histories) == 1 and not validation_only
+    most_epochs = 1
     for i, (run, history) in enumerate(histories.items()):
-        colour = colours[i % len(colours)]
         for ax, names in ((acc_ax, ACCURACY_KEYS), (loss_ax, ("loss",))):
-            for prefix, style, split in splits:
+            for j, (prefix, style, marker, split) in enumerate(splits):
                 values = _metric(history, names, prefix)
                 if values:
-                    epochs = range(1, len(values) + 1)
-                    ax.plot(epochs, values, style, color=colour, marker="o", markersize=3, label=f"{run}{split}")
+                    colour = colours[j if one_run else i % len(colours)]
+                    label = split if one_run else f"{run} ({split})" if split else run
+                    most_epochs = max(most_epochs, len(values))
+                    ax.plot(range(1, len(values) + 1), values, style, color=colour, marker=marker, markersize=5,
+                            markerfacecolor=colour if marker == "o" else "white", label=label)
 
     which = "Validation " if validation_only else ""
     for ax, what in ((acc_ax, "Accuracy"), (loss_ax, "Loss")):
-        ax.set_title(which + (what.lower() if which else what))
-        ax.set_xlabel("epoch")
+        ax.set_title(which + (what.lower() if which else what) + (" (higher is better)" if what == "Accuracy"
+                                                                 else " (lower is better)"))
+        ax.set_xlabel("epoch (one pass over the training images)")
         ax.set_ylabel(what.lower())
         ax.grid(True, alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlim(0.5, most_epochs + 0.5)
+        if most_epochs <= 12:  # every epoch gets its tick; beyond that, whole numbers only
+            ax.set_xticks(range(1, most_epochs + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
             ax.legend(fontsize="small")
         else:
             ax.text(0.5, 0.5, f"no {which.lower()}{what.lower()} recorded", transform=ax.transAxes, ha="center",
                     color="grey")
+    if title is None:
+        title = (f"{next(iter(histories))}: training and validation, epoch by epoch" if one_run else
+                 f"{len(histories)} runs, epoch by epoch" + ("" if validation_only else
+                                                            " (training solid, validation dashed)"))
     if title:
         fig.suptitle(title)
     return fig
@@ -115,7 +136,7 @@ def plot_predictions(images, labels, predicted, confidence, class_names, *, titl
         colour = RIGHT if guess == true else WRONG
         top, left = (i // columns) * cell_h + label, (i % columns) * cell_w + gap // 2
         canvas[top:top + side + 2 * frame, left:left + side + 2 * frame] = _rgb(colour)
-        canvas[top + frame:top + frame + side, left + frame:left + frame + side] = (255 - image)[..., None]
+        canvas[top + frame:top + frame + side, left + frame:left + frame + side] = image[..., None]  # as stored
         ax.text(left + frame + side / 2, top - 1, f"{class_names[guess]} {p:.0%}\ntrue: {class_names[true]}",
                 ha="center", va="bottom", fontsize=8, color=colour)
     ax.imshow(canvas, interpolation="nearest")
@@ -128,26 +149,53 @@ def _rgb(colour):
     return [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
 
 
-def plot_feature_maps(image, feature_maps, title=None, channels=16):
-    """The input image, then for each conv layer the `channels` most active of its output maps.
+FEATURE_MAPS_CAPTION = ("A feature map is what one learned filter of a conv layer sees: the filter slides over the "
+                        "image, and its map is bright where the image matches its pattern (an edge, a collar, a "
+                        "sole).")
+
+
+def plot_feature_maps(image, feature_maps, title=None, channels=6):
+    """The input image, then one row per conv layer: the `channels` most active of its maps, each titled with its
+    filter's number in that layer, on one colour scale per row (with its colour bar).
 
     `feature_maps` is a list of (layer name, array of shape (height, width, channels)).
     """
-    fig = _figure(1.1 * (channels + 1), 1.25 * (len(feature_maps) + 1))
-    axes = np.atleast_2d(fig.subplots(len(feature_maps) + 1, channels + 1))
-    for ax in axes.ravel():
-        ax.axis("off")
-    axes[0, 0].imshow(image, cmap="gray_r", vmin=0, vmax=255)
-    axes[0, 0].set_title("input", fontsize=8)
-    for row, (name, maps) in zip(axes[1:], feature_maps, strict=True):
-        row[0].text(0.5, 0.5, f"{name}\n{maps.shape[0]}x{maps.shape[1]}x{maps.shape[2]}", ha="center",
-                    va="center", fontsize=8, transform=row[0].transAxes)
+    rows = len(feature_maps)
+    fig = _figure(1.5 * channels + 3.2, 1.75 * rows + 1.1)
+    grid = fig.add_gridspec(rows, channels + 2, width_ratios=[2.2] + [1] * channels + [0.12])
+    source = fig.add_subplot(grid[:, 0])
+    source.imshow(image, cmap=GARMENT_CMAP, vmin=0, vmax=255)
+    source.set_title("the input image", fontsize=10)
+    source.set_xticks([])
+    source.set_yticks([])
+    for row, (name, maps) in enumerate(feature_maps):
         strongest = np.argsort(-maps.mean(axis=(0, 1)))[:channels]
-        for ax, channel in zip(row[1:], strongest, strict=False):
-            ax.imshow(maps[:, :, channel], cmap="viridis")
-            ax.set_title(f"#{channel}", fontsize=7)
-    fig.suptitle(title or "Feature maps (the most active channels of each conv layer)")
+        top = float(maps[:, :, strongest].max()) or 1.0
+        for column, channel in enumerate(strongest, start=1):
+            ax = fig.add_subplot(grid[row, column])
+            shown = ax.imshow(maps[:, :, channel], cmap="viridis", vmin=0, vmax=top)
+            ax.set_title(f"filter {channel}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column == 1:
+                ax.set_ylabel(f"{_ordinal(row + 1)} conv layer\n({name})\n{maps.shape[0]}x{maps.shape[1]}, "
+                              f"{maps.shape[2]} maps", fontsize=8)
+        colour_bar = fig.colorbar(shown, cax=fig.add_subplot(grid[row, -1]))
+        colour_bar.set_label("response", fontsize=8)
+        colour_bar.ax.tick_params(labelsize=7)
+    fig.suptitle(title or "Feature maps: the most active filters of each conv layer", fontsize=11)
+    fig.supxlabel(_wrap(FEATURE_MAPS_CAPTION, 110), fontsize=9)
     return fig
+
+
+def _ordinal(n):
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+
+
+def _wrap(text, width):
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
 
 
 def plot_class_samples(images_by_class, class_names):
@@ -174,46 +222,69 @@ def plot_class_samples(images_by_class, class_names):
 
 def _heat_overlay(ax, image, heat):
     """The image in grey with the heat map over it: where the heat is high, the image shows through red-yellow."""
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-    ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
+    ax.imshow(image, cmap=GARMENT_CMAP, vmin=0, vmax=255)
+    shown = ax.imshow(heat, cmap=HEAT_CMAP, alpha=0.45, vmin=0, vmax=1, interpolation="bilinear")
     ax.set_xticks([])
     ax.set_yticks([])
+    return shown
+
+
+def _heat_colour_bar(fig, axes):
+    """One colour bar for all heat maps: each map is scaled to its own hottest point, so the ends are words."""
+    import matplotlib
+
+    colours = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), HEAT_CMAP)
+    colour_bar = fig.colorbar(colours, ax=axes, ticks=[0, 1], fraction=0.04, pad=0.02, shrink=0.9)
+    colour_bar.ax.set_yticklabels(HEAT_ENDS, fontsize=8)
+    colour_bar.set_label("evidence for the class", fontsize=8)
+    return colour_bar
 
 
 def plot_explanation(image, panels, title=None):
-    """The image, then one heat-map overlay per (heat map in [0, 1], caption) in `panels`."""
-    fig = _figure(2.4 * (len(panels) + 1), 2.9)
+    """The image, then one heat-map overlay per (heat map in [0, 1], caption) in `panels`, with a colour bar.
+
+    The heading says in words what the maps are; `title` (such as the file and the method) goes below it, smaller.
+    """
+    fig = _figure(2.4 * (len(panels) + 1) + 1.0, 3.2)
     axes = fig.subplots(1, len(panels) + 1)
-    axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[0].imshow(image, cmap=GARMENT_CMAP, vmin=0, vmax=255)
     axes[0].set_title("as the model sees it", fontsize=9)
     axes[0].set_xticks([])
     axes[0].set_yticks([])
     for ax, (heat, caption) in zip(axes[1:], panels, strict=True):
         _heat_overlay(ax, image, heat)
         ax.set_title(f"evidence for {caption}", fontsize=9)
+    _heat_colour_bar(fig, axes[1:])
+    fig.suptitle("Where the model found evidence for each class (red: strongest, blue: none)", fontsize=10)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.supxlabel(title, fontsize=7, color="dimgrey")
     return fig
 
 
-def plot_confused_pair(images, labels, predicted, confidence, heats, *, classes, class_names, title=None):
+def plot_confused_pair(images, labels, predicted, confidence, heats, *, classes, class_names, title=None,
+                       subtitle=None):
     """One column per image: the image (titled with its prediction, green right, red wrong), then the heat map
-    for each of the two `classes` (heats: one (N, 28, 28) array per class)."""
-    fig = _figure(1.45 * len(images) + 1.2, 1.55 * (len(heats) + 1) + 0.4)
+    for each of the two `classes` (heats: one (N, 28, 28) array per class), with a colour bar. `subtitle` (such as
+    the method and its layer) goes under the title, smaller."""
+    fig = _figure(1.45 * len(images) + 2.2, 1.55 * (len(heats) + 1) + 0.8)
     axes = np.atleast_2d(fig.subplots(len(heats) + 1, len(images), squeeze=False))
     for column, (image, true, guess, p) in enumerate(zip(images, labels, predicted, confidence, strict=True)):
         ax = axes[0, column]
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.imshow(image, cmap=GARMENT_CMAP, vmin=0, vmax=255)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"{class_names[guess]} {p:.0%}\ntrue: {class_names[true]}", fontsize=7,
                      color=RIGHT if guess == true else WRONG)
         for row, heat in enumerate(heats, start=1):
             _heat_overlay(axes[row, column], image, heat[column])
+    axes[0, 0].set_ylabel("image", fontsize=8)
     for row, c in enumerate(classes, start=1):
-        axes[row, 0].set_ylabel(f"for {class_names[c]}", fontsize=8)
+        axes[row, 0].set_ylabel(f"evidence for\n{class_names[c]}", fontsize=8)
+    _heat_colour_bar(fig, axes[1:, :])
     if title:
         fig.suptitle(title, fontsize=9)
+    if subtitle:
+        fig.supxlabel(subtitle, fontsize=7, color="dimgrey")
     return fig
 
 
