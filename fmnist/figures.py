@@ -198,6 +198,35 @@ def _wrap(text, width):
     return "\n".join(textwrap.wrap(text, width))
 
 
+def plot_probabilities(images, labels, probabilities, class_names, columns=3):
+    """Each image beside a bar chart of its ten class probabilities, as TensorFlow's "Basic classification"
+    tutorial draws them: the predicted class's bar red when wrong, the true class's bar green."""
+    rows = max(1, -(-len(images) // columns))
+    fig = _figure(5.2 * columns, 2.3 * rows)
+    axes = np.atleast_2d(fig.subplots(rows, 2 * columns, width_ratios=[1, 1.6] * columns, squeeze=False))
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (image, true, p) in enumerate(zip(images, labels, probabilities, strict=True)):
+        picture, bars = axes[i // columns, 2 * (i % columns)], axes[i // columns, 2 * (i % columns) + 1]
+        guess = int(np.argmax(p))
+        picture.imshow(image, cmap=GARMENT_CMAP, vmin=0, vmax=255)
+        picture.set_title(f"{class_names[guess]} {p[guess]:.0%}\ntrue: {class_names[true]}", fontsize=9,
+                          color=RIGHT if guess == true else WRONG)
+        bars.axis("on")
+        colours = ["#999999"] * len(class_names)
+        colours[guess] = RIGHT if guess == true else WRONG
+        colours[true] = RIGHT
+        bars.bar(range(len(class_names)), p, color=colours)
+        bars.set_ylim(0, 1)
+        bars.set_xticks(range(len(class_names)), [name.split("/")[0] for name in class_names], rotation=90,
+                        fontsize=7)
+        bars.tick_params(axis="y", labelsize=7)
+        bars.spines[["top", "right"]].set_visible(False)
+    fig.suptitle("Test images and the model's ten probabilities (green: the true class; red: a wrong guess)",
+                 fontsize=11)
+    return fig
+
+
 def plot_class_samples(images_by_class, class_names):
     """A sprite of the dataset: one labelled row per class, that class's sample images side by side.
 

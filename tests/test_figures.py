@@ -94,3 +94,46 @@ def test_garments_are_drawn_light_on_dark_as_the_data_set_stores_them():
     fig = plot_predictions(image[None], np.array([0]), np.array([0]), np.array([0.9]), ["a"] * 10, columns=1)
     canvas = fig.axes[0].images[0].get_array()
     assert canvas.min() == 0  # the black background is there, not inverted to white
+
+
+def test_probability_bars_colour_the_true_class_green_and_a_wrong_guess_red():
+    import numpy as np
+
+    from fmnist.figures import RIGHT, WRONG, plot_probabilities
+
+    p = np.full((2, 10), 0.02)
+    p[0, 3], p[1, 5] = 0.82, 0.82  # the first right (true 3), the second wrong (true 4)
+    fig = plot_probabilities(np.zeros((2, 28, 28), np.uint8), np.array([3, 4]), p, [str(i) for i in range(10)],
+                             columns=2)
+    bar_axes = [ax for ax in fig.axes if ax.patches]
+    assert len(bar_axes) == 2
+    first, second = ([patch.get_facecolor() for patch in ax.patches] for ax in bar_axes)
+    from matplotlib.colors import to_rgba
+
+    assert first[3] == to_rgba(RIGHT) and second[5] == to_rgba(WRONG) and second[4] == to_rgba(RIGHT)
+
+
+def test_the_readme_quotes_the_numbers_of_the_run_that_drew_the_figures_in_docs():
+    """docs/make_figures.py writes docs/figures.json from the same run as the figures; the README quotes it."""
+    import json
+
+    from conftest import ROOT
+
+    numbers = json.loads((ROOT / "docs" / "figures.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+
+    def percent(share):
+        return f"{share * 100:.2f} %"
+
+    fast = numbers["fast"]
+    assert f"({percent(fast['test_accuracy'])}, {fast['mistakes']} mistakes)" in readme
+    assert "| `fast` | conv 32" in readme and percent(fast["test_accuracy"]) in readme
+    top, runner_up = fast["t_shirt"][:2]
+    assert f"{top['class']} ({top['probability']:.1%}".replace("%", " %") in readme
+    assert f"{runner_up['class']} ({runner_up['probability']:.1%}".replace("%", " %") in readme
+    runs = numbers["batch_size"]["runs"]
+    accuracies = [f"{runs[size]['test_accuracy'] * 100:.2f}" for size in ("64", "256", "512")]
+    assert f"{accuracies[0]}, {accuracies[1]} and {accuracies[2]} % test accuracy" in readme
+    for name in ("confusion", "misclassified", "feature-maps", "confused-pair", "fast-history", "tensorboard-images",
+                 "t-shirt-explained", "batch-size"):
+        assert (ROOT / "docs" / f"{name}.png").exists(), name

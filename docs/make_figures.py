@@ -1,0 +1,154 @@
+"""Regenerate every figure in docs/ from one run of the current code, and the numbers the README quotes.
+
+    python docs/make_figures.py             # the fast run (about 3-6 minutes on 2 cores), then the batch-size sweep
+    python docs/make_figures.py --skip-sweep  # only the figures of the fast run
+    python docs/make_figures.py --only-sweep  # only docs/batch-size.png
+
+The figures of a run come from `python fashion_mnist.py --model fast` (seed 1337): the confusion matrix, the most
+confident mistakes, the feature maps, the Grad-CAM maps of the most confused pair, the training curves, what
+TensorBoard shows at the first and the last epoch, and `predict --explain` on docs/t-shirt.png. The batch-size
+figure comes from SWEEP below. Every number goes to docs/figures.json, which the README's numbers are checked
+against (tests/test_figures.py).
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT))
+
+RUN = ["--model", "fast", "--run-name", "docs-fast"]
+# The batch-size comparison at learning rate 0.01: the cnn on a fifth of the training images, so that the three
+# runs take minutes on 2 cores (the whole set takes about an hour there).
+SWEEP = ["--sweep", "batch_size=64,256,512", "--learning-rate", "0.01", "--limit", "10000", "--epochs", "6",
+         "--run-name", "docs-batch"]
+REPORT_FIGURES = ("confusion", "misclassified", "feature-maps", "confused-pair")
+
+
+def train(args, out):
+    command = [sys.executable, str(ROOT / "fashion_mnist.py"), *args, "--out", str(out)]
+    print("$", " ".join(command[1:]), flush=True)
+    started = time.monotonic()
+    subprocess.run(command, check=True, cwd=ROOT)
+    return time.monotonic() - started
+
+
+def write_figure(fig, name):
+    from fmnist.figures import figure_png
+
+    (DOCS / name).write_bytes(figure_png(fig))
+    print(f"Wrote docs/{name}")
+
+
+def tensorboard_images(logdir, tag="validation/predictions"):
+    """{step: PNG bytes} of one image tag, as TensorBoard reads it from the run's event files."""
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    events = event_accumulator.EventAccumulator(str(logdir), size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    return {e.step: tensor_util.make_ndarray(e.tensor_proto)[2] for e in events.Tensors(tag)}
+
+
+def plot_tensorboard_images(pngs):
+    """The first and the last epoch's picture side by side, at the size TensorBoard shows them."""
+    import io
+
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    first, last = min(pngs), max(pngs)
+    images = [Image.open(io.BytesIO(pngs[step])) for step in (first, last)]
+    width, height = sum(i.width for i in images), max(i.height for i in images)
+    fig = Figure(figsize=(width / 100, height / 100 + 0.5), dpi=100, layout="constrained")
+    for ax, image in zip(fig.subplots(1, 2), images, strict=True):
+        ax.imshow(image)
+        ax.axis("off")
+    fig.suptitle("TensorBoard, IMAGES tab: the same validation images after the first and the last epoch "
+                 "(green right, red wrong)", fontsize=11)
+    return fig
+
+
+def make_run_figures(out):
+    from fmnist.figures import plot_histories
+    from fmnist.run.records import read_history
+
+    seconds = train(RUN, out)
+    record = json.loads((out / "history" / "docs-fast.json").read_text())
+    for name in REPORT_FIGURES:
+        shutil.copyfile(record["figures"][name], DOCS / f"{name}.png")
+        print(f"Wrote docs/{name}.png")
+    history = read_history(record["files"]["history"])
+    write_figure(plot_histories({"fast": history}, title=f"python fashion_mnist.py --model fast: "
+                                f"{record['epochs_run']} epochs, test accuracy {record['test']['accuracy']:.2%}"),
+                 "fast-history.png")
+    write_figure(plot_tensorboard_images(tensorboard_images(Path(record["files"]["tensorboard"]) / "images")),
+                 "tensorboard-images.png")
+
+    # predict --explain writes beside the photo and never overwrites: explain a copy, then move the figure here.
+    photo = out / "t-shirt.png"
+    shutil.copyfile(DOCS / "t-shirt.png", photo)
+    predicted = subprocess.run([sys.executable, str(ROOT / "fashion_mnist.py"), "predict", record["files"]["model"],
+                                str(photo), "--explain", "--json"], check=True, cwd=ROOT, capture_output=True,
+                               text=True)
+    explained = json.loads(predicted.stdout[predicted.stdout.index("["):])[0]  # the JSON follows any notices
+    shutil.move(explained["explained"], DOCS / "t-shirt-explained.png")
+    print("Wrote docs/t-shirt-explained.png")
+
+    test = record["test"]
+    return {"command": "python fashion_mnist.py --model fast", "run_seconds": round(seconds),
+            "train_seconds": round(record["train_seconds"]), "epochs_run": record["epochs_run"],
+            "precision": record["precision"], "test_accuracy": round(test["accuracy"], 4),
+            "top5_accuracy": round(test["top5_accuracy"], 4),
+            "mistakes": round(test["images"] * (1 - test["accuracy"])), "test_images": test["images"],
+            "most_confused": test["most_confused"][0],
+            "t_shirt": explained["top"]}
+
+
+def make_sweep_figure(out):
+    from fmnist.figures import plot_histories
+    from fmnist.run.records import read_history
+
+    seconds = train(SWEEP, out)
+    records = [json.loads(path.read_text()) for path in sorted((out / "history").glob("*.json"))]
+    runs = sorted((r for r in records if r.get("model") == "cnn"), key=lambda r: r["hyperparameters"]["batch_size"])
+    histories = {f"batch {r['hyperparameters']['batch_size']}": read_history(r["files"]["history"]) for r in runs}
+    write_figure(plot_histories(histories, title="Batch size 64, 256 and 512 at learning rate 0.01 (the cnn, "
+                                "10,000 training images, 6 epochs)"), "batch-size.png")
+    return {"command": "python fashion_mnist.py " + " ".join(SWEEP[:-2]), "run_seconds": round(seconds),
+            "runs": {r["hyperparameters"]["batch_size"]: {
+                "test_accuracy": round(r["test"]["accuracy"], 4), "epochs_run": r["epochs_run"],
+                "train_seconds": round(r["train_seconds"]),
+                "best_val_accuracy": round(max(r["history"]["val_accuracy"]), 4)} for r in runs}}
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--skip-sweep", action="store_true", help="only the figures of the fast run")
+    parser.add_argument("--only-sweep", action="store_true", help="only the batch-size figure")
+    args = parser.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    numbers_path = DOCS / "figures.json"
+    numbers = json.loads(numbers_path.read_text()) if numbers_path.exists() else {}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="docs-figures-") as out:
+        if not args.only_sweep:
+            numbers["fast"] = {**make_run_figures(Path(out) / "fast"), "commit": commit.stdout.strip()}
+        if not args.skip_sweep:
+            numbers["batch_size"] = {**make_sweep_figure(Path(out) / "sweep"), "commit": commit.stdout.strip()}
+    numbers_path.write_text(json.dumps(numbers, indent=2) + "\n")
+    print(f"Wrote docs/figures.json:\n{json.dumps(numbers, indent=2)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
