@@ -1,4 +1,5 @@
-"""The commands besides training (which fashion_mnist.py shows in full): evaluate, predict, export, show-data.
+"""The commands besides training (which fashion_mnist.py shows in full): evaluate, predict, export, serve,
+show-data.
 
 Each parses its own arguments here, without TensorFlow, so that `--help` and usage errors answer at once,
 then calls the one package function that does the work.
@@ -85,6 +86,33 @@ def _export(args, argv):
                         argv=argv)
 
 
+def _serve_arguments(parser):
+    from fmnist.config import Number
+    from fmnist.ship.serve import MAX_BATCH, NAME_PATTERN, READ_TIMEOUT_S, WINDOW_S, port_number
+
+    parser.add_argument("model", metavar="MODEL", help="a .onnx or .tflite file from export (served without "
+                        "TensorFlow), a .savedmodel folder or a .keras model (which adds heat maps)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on; 0.0.0.0 makes the model reachable from other machines")
+    parser.add_argument("--port", type=port_number, default=8500, help="TCP port (TF Serving's REST port; 0: any "
+                                                                       "free one)")
+    parser.add_argument("--name", metavar="NAME", help=f"the model's name in the URLs /v1/models/NAME (default: the "
+                        f"file's stem; {NAME_PATTERN})")
+    parser.add_argument("--read-timeout", type=Number(float, 0, 3600, min_inclusive=False), default=READ_TIMEOUT_S,
+                        metavar="SECONDS", help=f"a request whose body takes longer to arrive gets a 408 answer "
+                             f"(default {READ_TIMEOUT_S:g})")
+    parser.add_argument("--threads", type=Number(int, 1, 1024), metavar="N",
+                        help=f"threads of the ONNX or LiteRT runtime (default: every core). Concurrent requests "
+                             f"share a call: within {WINDOW_S * 1e3:g} ms, up to {MAX_BATCH} images")
+
+
+def _serve(args, argv):
+    from fmnist.ship.serve import serve
+
+    return serve(args.model, args.host, args.port, name=args.name, threads=args.threads,
+                 read_timeout=args.read_timeout)
+
+
 def _show_data_arguments(parser):
     parser.add_argument("--out", default=".", metavar="DIR",
                         help="writes DIR/fashion-mnist-samples.png and DIR/tensorboard_logs/dataset/ "
@@ -127,6 +155,8 @@ COMMANDS = {
     "export": ("Export a .keras model as a TensorFlow SavedModel, ONNX and LiteRT (.tflite) files, each checked on "
                "the test set against the Keras model, with a JSON card saying how to call it.",
                _export_arguments, _export),
+    "serve": ("Serve a model over HTTP in TensorFlow Serving's REST API, with a page at / to try photos on it; each "
+              "answer says when an image does not look like a garment.", _serve_arguments, _serve),
     "show-data": ("Write a sprite of sample images per class (PNG, and an image in TensorBoard).",
                   _show_data_arguments, _show_data),
 }
