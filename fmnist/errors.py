@@ -1,6 +1,8 @@
 """The entry scripts' error convention: one line on stderr and an exit code, never a traceback."""
 
+import contextlib
 import os
+import signal
 import sys
 
 
@@ -22,16 +24,44 @@ def error_text(error):
     return f"{type(error).__name__}: {first_line(error)}" if str(error).strip() else type(error).__name__
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, as Ctrl-C raises KeyboardInterrupt: the same clean-up runs (half-written
+    files removed, names given back), where the default action would end the process on the spot."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Ctrl-C and SIGTERM wait for the end of the block, for steps that must complete together (a file and its
+    card both renamed into place); then they act as usual."""
+    caught, stops = [], (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in stops}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
 def run_guarded(main):
-    """Run main() and turn failures into one line on stderr: exit 1 for errors, 130 for Ctrl-C.
+    """Run main() and turn failures into one line on stderr: exit 1 for errors, 130 for Ctrl-C, 143 for SIGTERM.
 
     Set FMNIST_TRACEBACK=1 to see the full traceback of an unexpected error.
     """
+    signal.signal(signal.SIGTERM, _raise_terminated)  # training and serving set their own while they run
     try:
         sys.exit(main())
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except Terminated:
+        print("error: stopped by SIGTERM", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)

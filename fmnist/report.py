@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import CLASS_NAMES
-from fmnist.evaluation import conv_feature_maps, load_model, predict_probabilities, summarise
+from fmnist.evaluation import conv_feature_maps, predict_probabilities, summarise
 from fmnist.figures import figure_png, plot_confusion_matrix, plot_feature_maps, plot_predictions
 from fmnist.run.files import writable_folder, write_file
-from fmnist.run.names import claimed_name, free_name
+from fmnist.run.names import REPORT_FIGURES, claimed_name
 
 MISTAKES_SHOWN = 24
 FEATURE_MAP_IMAGE = 0  # the test image whose feature maps are drawn (an ankle boot)
-FIGURE_NAMES = ("confusion", "misclassified", "feature-maps", "confused-pair")
 
 
 def format_report(summary):
@@ -60,8 +59,8 @@ def report_figures(model, images, labels, probabilities, summary):
 
 
 def write_report(model, images, labels, *, folder, stem, tensorboard_dir=None, step=0, tta="none"):
-    """Measure `model` on the test images, print the report, write folder/<stem>-<figure>.png (with a suffix
-    when a name is taken) and, with `tensorboard_dir`, log the figures there as images.
+    """Measure `model` on the test images, print the report, write folder/<stem>-<figure>.png (the caller has
+    claimed `stem`; an existing file is never replaced) and, with `tensorboard_dir`, log the figures there.
 
     `tta` averages each prediction over copies of the image (fmnist.evaluation.TTA_VIEWS).
     Returns (summary for the record, {figure name: path}).
@@ -70,7 +69,6 @@ def write_report(model, images, labels, *, folder, stem, tensorboard_dir=None, s
     summary = summarise(probabilities, labels)
     print(format_report(summary))
     figures = report_figures(model, images, labels, probabilities, summary)
-    stem = free_name(folder, stem, [f"-{name}.png" for name in FIGURE_NAMES])
     pngs = {name: figure_png(fig) for name, fig in figures.items()}
     paths = {name: str(write_file(Path(folder) / f"{stem}-{name}.png", png, new=True)) for name, png in pngs.items()}
     if tensorboard_dir is not None:
@@ -86,12 +84,13 @@ def evaluate_saved_model(model_path, out, data_dir=None, verify=True, tta="none"
     (default: the model's folder) as <model>-evaluation.json and <model>-<figure>.png, with a suffix where a name
     is taken."""
     from fmnist.data import load_fashion_mnist
+    from fmnist.ship.runtimes import open_model
 
     model_path = Path(model_path)
-    model = load_model(model_path)
+    model = open_model(model_path, keras_only=True).model
     data = load_fashion_mnist(data_dir, verify)
     folder = writable_folder(out or model_path.parent)
-    suffixes = ["-evaluation.json"] + [f"-{name}.png" for name in FIGURE_NAMES]
+    suffixes = ["-evaluation.json"] + [f"-{name}.png" for name in REPORT_FIGURES]
     # The name is taken at once (an empty -evaluation.json), so two evaluations of one model never share it.
     with claimed_name(folder, model_path.stem, suffixes, "-evaluation.json") as stem:
         record_path = folder / f"{stem}-evaluation.json"

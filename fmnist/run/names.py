@@ -21,6 +21,8 @@ from fmnist.errors import UserError
 from fmnist.run.files import FILE_MODE, writable_folder
 
 LOCK_NAME = ".lock"
+# The test report's figures: history/<run>-<figure>.png after training, <model>-<figure>.png from evaluate.
+REPORT_FIGURES = ("confusion", "misclassified", "feature-maps", "confused-pair")
 _held_locks = {}  # lock file -> (its open descriptor, the run's paths): the runs this process uses
 
 
@@ -40,6 +42,9 @@ class RunPaths:
     def backup_file(self, epochs):
         """The backup of the run's weights and optimizer state after `epochs` completed epochs."""
         return self.backup / f"epoch-{epochs:04d}.weights.h5"
+
+    def figures(self):
+        return [self.history.with_name(f"{self.name}-{figure}.png") for figure in REPORT_FIGURES]
 
     def files(self):
         return {"model": str(self.model), "history": str(self.history), "record": str(self.record),
@@ -82,7 +87,8 @@ def reserve_run(out, requested_name, default_name):
     """Create the output folders and claim a run name that no earlier run has used.
 
     The claim is the creation of tensorboard_logs/<run>/ (mkdir is atomic), so two runs started in the same
-    second still get different names. A name whose model, backup, history or record exists is taken too. A name
+    second still get different names. A name whose model, backup, history, record or figures exist is taken too,
+    so that all of a run's files share its name. A name
     the user chose is never reused: that is an error, not a suffix. Failing here, before any training, is what
     keeps an unwritable --out from costing a whole run.
     """
@@ -90,7 +96,8 @@ def reserve_run(out, requested_name, default_name):
 
     def claim(name):
         paths = _paths(out, name)
-        if any(os.path.lexists(p) for p in (paths.model, paths.backup, paths.history, paths.record)):
+        if any(os.path.lexists(p) for p in (paths.model, paths.backup, paths.history, paths.record,
+                                             *paths.figures())):
             return False
         try:
             paths.tensorboard.mkdir()

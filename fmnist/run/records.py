@@ -84,8 +84,9 @@ def check_history(data, path):
     if not isinstance(data, dict) or not data:
         raise HistoryError(f"{path}: not a Keras history (expected a dict of metric name -> list of values, "
                            f"got {type(data).__name__})")
-    if sum(len(values) if isinstance(values, (list, tuple)) else 1 for values in data.values()) > MAX_VALUES:
-        raise HistoryError(f"{path}: more than {MAX_VALUES:,} values, more than a history can hold")
+    # Keys count too: two million empty metrics are as costly as two million values.
+    if len(data) + sum(len(v) if isinstance(v, (list, tuple)) else 1 for v in data.values()) > MAX_VALUES:
+        raise HistoryError(f"{path}: more than {MAX_VALUES:,} metrics and values, more than a history can hold")
     history = {}
     for key, values in data.items():
         if not isinstance(key, str) or not isinstance(values, (list, tuple)):

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import CLASS_NAMES
-from fmnist.errors import UserError, first_line
-from fmnist.run.files import staged, writable_folder, write_file
+from fmnist.errors import UserError, first_line, signals_deferred
+from fmnist.run.files import remove, staged, temporary_files, writable_folder
+from fmnist.run.names import claimed_name
 
 FORMATS = ("saved_model", "onnx", "litert")
 SUFFIX = {"saved_model": ".savedmodel", "onnx": ".onnx", "litert": ".tflite", "int8": ".int8.tflite"}
@@ -27,6 +28,7 @@ MIN_FLOAT_AGREEMENT = 0.999  # float formats compute what Keras computes; more d
 MIN_INT8_AGREEMENT = 0.95  # int8 rounds every activation: a few flips are expected, a landslide is a bad conversion
 CALIBRATION_IMAGES = 300
 INT8_GOALS = {"size_ratio": 0.30, "accuracy_points_lost": 0.5}
+CLAIM_SUFFIX = ".exporting"  # NAME.exporting: the empty file that holds the names while an export works
 
 
 @dataclass
@@ -48,10 +50,7 @@ def output_paths(folder, stem, formats, int8):
 
 def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, argv=()):
     """The `export` command. Returns 0, or raises UserError (exit 1) with nothing half-written left behind."""
-    from fmnist.data import load_fashion_mnist
-    from fmnist.evaluation import float32_copy
-    from fmnist.run.names import free_name
-    from fmnist.ship.runtimes import KerasRunner, require
+    from fmnist.ship.runtimes import require
 
     model_path = Path(model_path)
     if model_path.suffix.lower() != ".keras":
@@ -60,9 +59,34 @@ def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, 
     for module in (["tf2onnx", "onnxruntime"] if "onnx" in formats else []) + \
                   (["ai_edge_litert"] if "litert" in formats or int8 else []):
         require(module)
+    if int8 and "litert" not in formats:
+        formats = (*formats, "litert")  # the int8 file is measured against the float one
+    created = not (Path(out) if out else model_path.parent).exists()
     folder = writable_folder(out or model_path.parent)
+    suffixes = [SUFFIX[f] + extra for f in output_paths(folder, "", formats, int8) for extra in ("", ".json")]
+    try:
+        # The names are taken at the start (an empty NAME.exporting while it works), so that a second export of
+        # the same model at once gets NAME-2 instead of finding its files taken at the end.
+        with claimed_name(folder, model_path.stem, suffixes, CLAIM_SUFFIX) as stem:
+            paths = output_paths(folder, stem, formats, int8)
+            for path in paths.values():  # an export killed outright left these; the name is ours now
+                for leftover in [*temporary_files(path), *temporary_files(f"{path}.json")]:
+                    remove(leftover)
+            _export_files(model_path, paths, data_dir, verify, argv)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # a folder this command made, and left empty: it goes too
+        raise
+    return 0
 
-    keras_runner = KerasRunner(model_path)
+
+def _export_files(model_path, paths, data_dir, verify, argv):
+    from fmnist.data import load_fashion_mnist
+    from fmnist.evaluation import float32_copy
+    from fmnist.ship.runtimes import open_model
+
+    keras_runner = open_model(model_path, keras_only=True)
     model = float32_copy(keras_runner.model)
     keras_runner.model = model  # the reference: what the exported files compute, float32 arithmetic
     data = load_fashion_mnist(data_dir, verify)
@@ -71,18 +95,12 @@ def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, 
     keras_accuracy = float((reference.argmax(1) == data.y_test).mean())
     print(f"Model: {model_path} ({model.name}, {model.count_params():,} parameters), test accuracy "
           f"{keras_accuracy:.2%} (float32, no test-time augmentation); data: {data.source}")
-
-    if int8 and "litert" not in formats:
-        formats = (*formats, "litert")  # the int8 file is measured against the float one
-    paths = output_paths(folder, model_path.stem, formats, int8)
-    stem = free_name(folder, model_path.stem, [SUFFIX[f] + extra for f in paths for extra in ("", ".json")])
-    paths = output_paths(folder, stem, formats, int8)
     command = shlex.join(["python", "fashion_mnist.py", "export", *map(str, argv)])
 
     rows, cards = [], {}
     for fmt, path in paths.items():
         started = time.perf_counter()
-        with _exporting(path) as staging:
+        with _model_with_card(path) as (staging, card_file):
             if fmt == "int8":
                 write_int8_tflite(model, staging, data.x_train)
             else:
@@ -93,13 +111,12 @@ def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, 
                 raise UserError(f"{path.name}: its top-1 class agrees with the Keras model on only "
                                 f"{check.agreement:.2%} of the test images (at least {floor:.1%} is required); "
                                 "the file was removed")
-        card = model_card(fmt, path, runner, check, keras_accuracy=keras_accuracy, model_path=model_path,
-                          command=command)
-        if fmt == "int8":
-            float_card = cards["litert"]
-            card["int8"] = int8_summary(card, float_card)
+            card = model_card(fmt, path, _size(staging), runner, check, keras_accuracy=keras_accuracy,
+                              model_path=model_path, command=command)
+            if fmt == "int8":
+                card["int8"] = int8_summary(card, cards["litert"])
+            card_file.write_bytes((json.dumps(card, indent=2) + "\n").encode())
         cards[fmt] = card
-        _write_card(path, card)
         rows.append((fmt, path, check, card["size_bytes"], time.perf_counter() - started))
 
     print(format_table(rows, keras_accuracy))
@@ -109,7 +126,6 @@ def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, 
               f"{s['accuracy_points_lost']:+.2f} accuracy points lost (goal <= {INT8_GOALS['accuracy_points_lost']})"
               f": {'goals met' if s['goals_met'] else 'goals NOT met'}")
     print("Cards: " + ", ".join(f"{p}.json" for p in paths.values()))
-    return 0
 
 
 def model_input_zeros(model):
@@ -138,7 +154,9 @@ def write_int8_tflite(model, path, train_images, count=CALIBRATION_IMAGES, seed=
     from fmnist.evaluation import model_input
 
     calibration = model_input(model, train_images[rng.choice(len(train_images), count, replace=False)])
-    with tempfile.TemporaryDirectory() as saved:  # the converter reads a SavedModel; Keras writes one
+    # The converter reads a SavedModel, which Keras writes: into a hidden folder beside the file, removed on any
+    # exit (SIGTERM included, see fmnist.errors.Terminated), not into the system's temporary folder.
+    with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f"{Path(path).name}.") as saved:
         model.export(saved, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -148,7 +166,7 @@ def write_int8_tflite(model, path, train_images, count=CALIBRATION_IMAGES, seed=
         Path(path).write_bytes(converter.convert())
 
 
-def model_card(fmt, path, runner, check, *, keras_accuracy, model_path, command):
+def model_card(fmt, path, size_bytes, runner, check, *, keras_accuracy, model_path, command):
     from fmnist.ship.runtimes import runtime_version
 
     shape = [d if d is None else int(d) for d in runner.input_shape]
@@ -170,7 +188,7 @@ def model_card(fmt, path, runner, check, *, keras_accuracy, model_path, command)
         "max_probability_difference": check.max_difference,
         "keras_model": str(model_path),
         "keras_test_accuracy": keras_accuracy,
-        "size_bytes": _size(path),
+        "size_bytes": size_bytes,
         "command": command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -197,6 +215,26 @@ def format_table(rows, keras_accuracy):
 
 
 @contextlib.contextmanager
+def _model_with_card(path):
+    """Stage an exported file (or SavedModel folder) and its card, path + '.json'. When the block succeeds both are
+    renamed into place, with Ctrl-C and SIGTERM held back until both are; otherwise neither is, and nothing
+    half-written stays."""
+    card, card_placed = Path(f"{path}.json"), False
+    deferred = contextlib.ExitStack()
+    with deferred:
+        try:
+            with _exporting(path) as staging:
+                with staged(card, new=True) as card_tmp:
+                    yield staging, card_tmp
+                    deferred.enter_context(signals_deferred())
+                card_placed = True
+        except BaseException:
+            if card_placed:
+                remove(card)  # the file could not follow its card (one appeared at its name): neither stays
+            raise
+
+
+@contextlib.contextmanager
 def _exporting(path):
     """fmnist.run.files.staged(new=True) for an exported file or SavedModel folder: renamed into place once its
     block succeeds, never over anything; a failure inside a converter is one line naming the file it was making."""
@@ -209,11 +247,6 @@ def _exporting(path):
         raise UserError(f"{path.name}: export failed ({first_line(e)})") from None
 
 
-def _write_card(path, card):
-    write_file(Path(f"{path}.json"), (json.dumps(card, indent=2) + "\n").encode(), new=True)
-
-
 def _size(path):
     path = Path(path)
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
-

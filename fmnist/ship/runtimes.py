@@ -254,15 +254,131 @@ def _shape(dimensions):
     return tuple(int(d) if isinstance(d, int | np.integer) and d >= 0 else None for d in dimensions)
 
 
-def open_model(path, threads=None):
-    """A Runner for the model file at `path`, whatever its kind; a missing or broken file is a UserError."""
+def open_model(path, threads=None, *, keras_only=False):
+    """A Runner for the model file at `path`, whatever its kind (`keras_only`: a .keras file, for the commands
+    that need Keras's model); a missing or broken file is a UserError.
+
+    The file is first opened and run once in a child process (Trial), so that a file made to crash a runtime, or
+    to take all memory, costs the child and not this process."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: file not found")
     kind = kind_of(path)
+    if keras_only and kind != "keras":
+        raise UserError(f"{path}: this command takes a .keras model (the file training writes to models/)")
+    trial = Trial(path, kind)
+    require(RUNTIME_MODULE[kind])  # imported here while the child works: the two overlap on a second core
+    trial.check()
+    return _load(path, kind, threads)
+
+
+RUNTIME_MODULE = {"keras": "keras", "saved_model": "tensorflow", "onnx": "onnxruntime", "litert": "ai_edge_litert"}
+
+
+def _load(path, kind, threads=None):
     if kind == "keras":
         return KerasRunner(path)
     if kind == "saved_model":
         return SavedModelRunner(path)
     return (OnnxRunner if kind == "onnx" else LiteRTRunner)(path, threads)
 
+
+# The runtimes are C++ and a crafted file can crash them: a one-byte change to a .tflite made LiteRT's loader
+# segfault, which no `except` catches. So every file is opened and run once in a child process first, with a cap
+# on its memory, and loaded here only if the child came back clean.
+CHILD_MEMORY_BYTES = 4 * 2**30  # address space: TensorFlow's import needs about 1.5 GB of it, resnet18 ~100 MB more
+CHILD_SECONDS = 300
+MAX_PARAMETERS = 50_000_000  # resnet18 at its published width, the largest net here, has 11 M
+_TRIAL = "import sys; from fmnist.ship.runtimes import trial; trial(sys.argv[1])"
+
+
+class Trial:
+    """The model file opened and run once in a child process; `check()` waits for it and turns a crash, an
+    error, or a model too large into a UserError that says so in one line."""
+
+    def __init__(self, path, kind):
+        import subprocess
+        import sys
+
+        self.path, self.kind = path, kind
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+                   CUDA_VISIBLE_DEVICES="-1",  # CUDA reserves more address space than the cap; a CPU answers here
+                   TF_CPP_MIN_LOG_LEVEL="3")
+        self.child = subprocess.Popen([sys.executable, "-c", _TRIAL, str(path)], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=env)
+
+    def check(self):
+        import signal
+        import subprocess
+
+        path = self.path
+        try:
+            stdout, stderr = self.child.communicate(timeout=CHILD_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            self.child.communicate()
+            raise UserError(f"{path}: opening and running it once took over {CHILD_SECONDS} s; not loading it") \
+                from None
+        finally:
+            if self.child.poll() is None:  # Ctrl-C while waiting: the child goes too
+                self.child.kill()
+        if any(sign in stderr.lower() for sign in ("memoryerror", "resourceexhausted", "bad_alloc", "allocat")):
+            raise UserError(f"{path}: opening and running it takes more than {CHILD_MEMORY_BYTES // 2**30} GiB of "
+                            "memory (tried in a separate process), more than any model here; not loading it")
+        errors = [line.removeprefix("error: ") for line in stderr.splitlines() if line.startswith("error: ")]
+        if self.child.returncode == 0:
+            return
+        if errors:
+            raise UserError(errors[-1])
+        code = self.child.returncode
+        cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        raise UserError(f"{path}: the {runtime_version(self.kind)} runtime {cause} while opening this file (tried in "
+                        "a separate process): the file is damaged or made to break its reader; don't use it")
+
+
+def trial(path):
+    """The child's side of Trial: cap its memory, load the file (a .keras model only if its config declares no more
+    than MAX_PARAMETERS), and run two blank images through it."""
+    import resource
+
+    from fmnist.errors import run_guarded
+
+    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))  # before any runtime loads
+
+    def main():
+        kind = kind_of(path)
+        if kind == "keras":
+            check_declared_parameters(Path(path))
+        runner = _load(Path(path), kind)
+        try:
+            runner.probabilities(np.zeros((2, 28, 28), np.uint8))
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a runtime's own error types
+            raise UserError(f"{path}: the model fails when run ({first_line(e)})") from None
+        return 0
+
+    run_guarded(main)
+
+
+def check_declared_parameters(path):
+    """Build the model that a .keras file's config declares, without its weights, and refuse it if it has more
+    parameters than MAX_PARAMETERS (run in the memory-capped child: building is what costs)."""
+    import json
+    import zipfile
+
+    import keras
+
+    from fmnist.evaluation import check_keras_archive
+
+    check_keras_archive(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+        parameters = keras.saving.deserialize_keras_object(config, safe_mode=True).count_params()
+    except Exception as e:  # noqa: BLE001 - a broken or foreign config can fail in many ways; all mean the same
+        raise UserError(f"{path}: not a loadable .keras model ({first_line(e)})") from None
+    if parameters > MAX_PARAMETERS:
+        raise UserError(f"{path}: its config declares {parameters:,} parameters, over the {MAX_PARAMETERS:,} that "
+                        "any model here has; not loading it")

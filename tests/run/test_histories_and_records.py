@@ -155,3 +155,11 @@ def test_fuzz_a_changed_byte_in_a_numpy_history_loads_plain_data_or_is_refused(p
         except HistoryError:
             return
     assert all(type(key) is str and all(type(v) is float for v in values) for key, values in history.items())
+
+
+def test_a_json_history_of_a_million_empty_metrics_is_refused(tmp_path):
+    """Keys count as values do: two million empty lists cost as much memory as two million numbers."""
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({f"m{i}": [] for i in range(1_000_001)}))
+    with pytest.raises(HistoryError, match="more than 1,000,000 metrics and values"):
+        read_history(path)

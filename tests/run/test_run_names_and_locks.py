@@ -100,3 +100,12 @@ def test_a_run_in_use_is_refused_to_a_second_process_and_freed_when_its_process_
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((out / "history" / "busy.json").read_text())["status"] == "completed"
     assert not own_in_flight.exists() and others_in_flight.exists()
+
+
+def test_a_name_whose_report_figure_exists_is_taken_so_all_of_a_runs_files_share_its_name(tmp_path):
+    from fmnist.run.names import reserve_run
+
+    (tmp_path / "history").mkdir()
+    (tmp_path / "history" / "R-confusion.png").write_bytes(b"a user's figure")
+    paths = reserve_run(tmp_path, None, "R")
+    assert paths.name == "R-2" and all(p.name.startswith("R-2-") for p in paths.figures())

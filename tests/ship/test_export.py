@@ -180,6 +180,7 @@ def test_export_refuses_bad_input_with_one_line(model_copy, tmp_path):
         (["export", folder / "photo.png"], 1, "photo.png: export takes a .keras model"),
         (["export", folder / "missing.keras"], 1, "missing.keras: file not found"),
         (["export", model_copy, "--out", blocker / "sub"], 1, "cannot write to"),
+        (["export", corrupt, "--out", folder / "made"], 1, "corrupt.keras: not a loadable"),  # "made" goes too
         (["export", model_copy, "--format", "coreml"], 2, "invalid choice: 'coreml'"),
     ]
     listing = sorted(p.name for p in folder.iterdir())
@@ -222,3 +223,85 @@ def test_predict_refuses_explain_for_an_exported_file_and_unknown_files(exported
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"garbage")
     assert_clean_error(run_script("fashion_mnist.py", "predict", broken, image), 1, "not a loadable ONNX model")
+
+
+@pytest.mark.parametrize("event", ["the check fails", "a card appears", "a file appears", "SIGTERM in the block",
+                                   "SIGTERM between the renames"])
+def test_an_exported_file_and_its_card_appear_together_or_not_at_all(tmp_path, monkeypatch, event):
+    import os
+    import signal
+
+    from fmnist.errors import Terminated, UserError
+    from fmnist.run import files
+    from fmnist.ship.export import _model_with_card
+
+    path, card = tmp_path / "m.onnx", tmp_path / "m.onnx.json"
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(Terminated()))  # as run_guarded does
+    if event == "SIGTERM between the renames":
+        real_link = os.link
+
+        def link_then_signal(source, target):
+            real_link(source, target)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        monkeypatch.setattr(files.os, "link", link_then_signal)
+    try:
+        with pytest.raises((UserError, Terminated)):
+            with _model_with_card(path) as (staging, card_staging):
+                staging.write_bytes(b"model")
+                card_staging.write_bytes(b"{}")
+                if event == "the check fails":
+                    raise UserError("its check failed")
+                if event == "a card appears":
+                    card.write_text("the user's")
+                if event == "a file appears":
+                    path.write_text("the user's")
+                if event == "SIGTERM in the block":
+                    os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    left = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    expected = {"a card appears": {"m.onnx.json": "the user's"}, "a file appears": {"m.onnx": "the user's"},
+                "SIGTERM between the renames": {"m.onnx": "model", "m.onnx.json": "{}"}}
+    assert left == expected.get(event, {})  # and no temporary file: both or neither, and the user's untouched
+
+
+def test_sigterm_during_the_int8_conversion_stops_in_one_line_leaving_no_partial_file(model_copy, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import _script_env
+
+    out, system_tmp = tmp_path / "out", tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "fashion_mnist.py"), "export", model_copy, "--format",
+                             "litert", "--int8", "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, env=dict(_script_env(), TMPDIR=str(system_tmp)))
+    deadline = time.monotonic() + 300
+    while not (out.is_dir() and any(p.name.startswith(".fast.int8.tflite.") for p in out.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert_clean_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr), 143, "stopped by SIGTERM")
+    assert sorted(p.name for p in out.iterdir()) == ["fast.tflite", "fast.tflite.json"]  # the finished pair only
+    assert list(system_tmp.iterdir()) == []
+
+
+def test_two_exports_at_once_take_their_names_at_the_start(model_copy, tmp_path):
+    import time
+
+    from conftest import start_script
+
+    out = tmp_path / "out"
+    procs = [start_script("fashion_mnist.py", "export", model_copy, "--format", "onnx", "--out", out,
+                          log=tmp_path / f"{i}.log") for i in range(2)]
+    deadline, both_claimed = time.monotonic() + 300, False
+    while not both_claimed and all(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        both_claimed = (out / "fast.exporting").exists() and (out / "fast-2.exporting").exists()
+        time.sleep(0.02)
+    assert [p.wait(timeout=600) for p in procs] == [0, 0], [(tmp_path / f"{i}.log").read_text()[-2000:] for i in (0, 1)]
+    assert both_claimed  # each held its name while it worked
+    assert sorted(p.name for p in out.iterdir()) == ["fast-2.onnx", "fast-2.onnx.json", "fast.onnx", "fast.onnx.json"]

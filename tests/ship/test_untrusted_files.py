@@ -143,3 +143,115 @@ def test_a_keras_file_that_is_not_one_is_refused_before_keras_reads_it(tmp_path)
                           ("bomb.keras", "config.json declares"), ("upper.KERAS", "ends in .keras (lower case)")]:
         proc = run_script("fashion_mnist.py", "predict", tmp_path / name, tmp_path / "white.png")
         assert_clean_error(proc, 1, message)
+
+
+def small_model_file(path, classes=10):
+    """A small conv net written by Keras's own exporter (.onnx or .tflite, from the suffix), as `export` writes."""
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPooling2D(),
+                              keras.layers.Flatten(), keras.layers.Dense(classes, activation="softmax")])
+    model(np.zeros((1, 28, 28, 1), "float32"))  # Keras's exporters need a model that has been called
+    model.export(str(path), format="onnx" if path.suffix == ".onnx" else "litert", verbose=False)
+    return path
+
+
+def memory_bomb(path, gib):
+    """An ONNX file of 30 KB with the right input and output whose graph asks for `gib` GiB when it runs."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    constants = {"w": np.zeros((784, 10), "float32"), "flat": np.array([-1, 784]), "elements": np.array([
+        int(gib * 2**30 / 4)]), "start": np.array([0]), "end": np.array([1]), "zero": np.array(0, "float32")}
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["pixels"]), helper.make_node("MatMul", ["pixels", "w"], ["l"]),
+             helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Slice", ["shape", "start", "end"], ["n"]),
+             helper.make_node("Mul", ["n", "elements"], ["size"]),  # from the input, so nothing folds it away
+             helper.make_node("ConstantOfShape", ["size"], ["huge"]),
+             helper.make_node("ReduceSum", ["huge"], ["sum"], keepdims=0),
+             helper.make_node("Mul", ["sum", "zero"], ["z"]),
+             helper.make_node("Add", ["l", "z"], ["logits"]), helper.make_node("Softmax", ["logits"], ["y"], axis=1)]
+    graph = helper.make_graph(nodes, "bomb", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 28, 28, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+                              [numpy_helper.from_array(v, k) for k, v in constants.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_model_file_that_floods_its_runtime_with_memory_is_refused_in_one_line(tmp_path):
+    from PIL import Image
+
+    Image.new("L", (28, 28), 255).save(tmp_path / "white.png")
+    proc = run_script("fashion_mnist.py", "predict", memory_bomb(tmp_path / "bomb.onnx", 6), tmp_path / "white.png")
+    assert_clean_error(proc, 1, "bomb.onnx", "more than 4 GiB of memory")
+
+
+FUZZ = '''
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fmnist.errors import UserError
+from fmnist.ship.runtimes import open_model
+
+for path in sorted(Path(sys.argv[1]).iterdir()):
+    try:
+        p = open_model(path).probabilities(np.zeros((3, 28, 28), np.uint8))
+        print(f"ok {path.name} {p.shape}", flush=True)
+    except UserError as e:
+        print(f"refused {path.name}: {e}", flush=True)
+'''
+
+
+@pytest.mark.slow
+def test_mutants_of_real_exported_files_are_refused_or_run_and_never_end_the_process(tmp_path):
+    """Each mutant has one byte changed, most near the start (the flatbuffer's and protobuf's tables): the
+    process that opens them all must live to report every one, as a result or a one-line refusal."""
+    import random
+
+    from conftest import run_code
+
+    mutants, rng = tmp_path / "mutants", random.Random(33)
+    mutants.mkdir()
+    for suffix in (".tflite", ".onnx"):
+        good = small_model_file(tmp_path / f"good{suffix}").read_bytes()
+        for i in range(24):
+            data = bytearray(good)
+            data[rng.randrange(512 if i % 3 else len(data))] = rng.randrange(256)
+            (mutants / f"{i:02d}{suffix}").write_bytes(data)
+    memory_bomb(mutants / "bomb.onnx", 6)
+    proc = run_code(FUZZ, mutants)
+    assert proc.returncode == 0, proc.stderr[-3000:]  # a crash (exit 139) or an OOM kill ends here
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 49, proc.stdout
+    assert all(line.startswith(("ok ", "refused ")) and "\n" not in line for line in lines)
+    assert any(line.startswith("refused bomb.onnx") and "4 GiB" in line for line in lines)
+    assert sum(line.startswith("refused") for line in lines) >= 5  # the changes do reach what the runtimes check
+
+
+@pytest.mark.slow
+def test_a_keras_config_declaring_too_many_parameters_is_refused_before_it_is_built_here(tiny_run, tmp_path):
+    import zipfile
+
+    from PIL import Image
+
+    out, _, _ = tiny_run
+    with zipfile.ZipFile(out / "models" / "tiny.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    [last] = [layer for layer in config["config"]["layers"] if layer["config"].get("name") == "predictions"]
+    last["config"]["units"] = 150_000  # 400 x 150,000 weights: 60 M parameters from a file of a few MB
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "wide.keras", "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    Image.new("L", (28, 28), 255).save(tmp_path / "white.png")
+    proc = run_script("fashion_mnist.py", "predict", tmp_path / "wide.keras", tmp_path / "white.png")
+    assert_clean_error(proc, 1, "wide.keras: its config declares 63,", "over the 50,000,000")
