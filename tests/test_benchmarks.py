@@ -57,3 +57,17 @@ def test_inference_speed_times_every_runtime_at_batch_1_and_a_large_batch():
     for row in rows:  # median ms, p99 ms, images/s, ratio to predict, images/s at the large batch
         assert re.search(r" [\d.]+ ms +[\d.]+ ms +[\d,]+ +[\d.]+x +[\d,]+$", row), row
     assert re.search(r"Fastest at batch 1: .*, \d+x Keras model.predict \(goal: >= 20x\)", proc.stdout)
+
+
+def test_serve_speed_loads_both_servers_and_prints_the_table():
+    proc = run_script("benchmarks/serve_speed.py", "--seconds", "0.5", "--clients", "1", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("Machine: ") and "CPU flags: " in proc.stdout
+    rows = re.findall(r"^(ours|naive) +(\d+) +([\d,]+) +([\d.]+) +([\d.]+) +(\d+) +([\d.]+)x$", proc.stdout,
+                      re.MULTILINE)
+    assert [(server, clients) for server, clients, *_ in rows] == [("naive", "1"), ("ours", "1"), ("naive", "2"),
+                                                                  ("ours", "2")]
+    for _, _, rate, p50, p99, errors, _ in rows:  # every request answered, with latencies that make sense
+        assert int(rate.replace(",", "")) > 0 and 0 < float(p50) <= float(p99) and errors == "0"
+    assert re.search(r"^At 2 clients: [\d,]+ requests/s, p99 [\d.]+ ms, 0 errors, \d+x naive", proc.stdout,
+                     re.MULTILINE)
