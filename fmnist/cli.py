@@ -52,7 +52,9 @@ def _predict_arguments(parser):
                              "SavedModel is a program: it runs only if its graph holds just the ops this "
                              "project's exports use, so none that reads or writes files")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, BMP, GIF or WebP files, any size "
-                                                                   "and colour")
+                                                                   "and colour, or folders (searched recursively)")
+    parser.add_argument("--csv", metavar="FILE", help="also write one row per image to FILE (a new file): file, top "
+                                                       "class, probability, the top 3, the not-a-garment flag")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--explain", action="store_true",
                         help="also write IMAGE-explained.png beside each image: where the model looked for its top "
@@ -62,7 +64,7 @@ def _predict_arguments(parser):
 def _predict(args, argv):
     from fmnist.ship.predict import predict_files
 
-    return predict_files(args.model, args.images, args.json, args.explain)
+    return predict_files(args.model, args.images, args.json, args.explain, args.csv)
 
 
 def _export_arguments(parser):

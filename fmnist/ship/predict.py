@@ -6,6 +6,7 @@ to 28 pixels and the result centred in the 28x28 frame. Photos are brought to th
 """
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -102,45 +103,121 @@ def top_classes(probabilities, count=TOP):
     return [{"class": CLASS_NAMES[i], "probability": float(probabilities[i])} for i in order]
 
 
-def predict_files(model_path, image_paths, as_json=False, explain=False):
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what a folder is searched for
+PROGRESS_FROM = 100  # images: a progress line on a terminal from this many
+
+
+def image_files(paths):
+    """The files to classify: each file named, and every image file (by its suffix) under each folder named, in
+    order, recursively. Links to folders are not followed, so a folder that links to itself ends."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            for folder, subfolders, names in os.walk(path):
+                subfolders.sort()
+                found += [Path(folder) / name for name in sorted(names) if name.lower().endswith(IMAGE_SUFFIXES)]
+        else:
+            found.append(path)
+    return found
+
+
+def predict_files(model_path, image_paths, as_json=False, explain=False, csv_path=None):
     """The `predict` command. Every file is tried; a failed one gets a one-line error on stderr (and an entry
-    with "error" in the JSON), and the exit code is 1 when any failed.
+    with "error" in the JSON and the CSV), and the exit code is 1 when any failed.
 
     `model_path` is a .keras model or a file from `export` (.onnx, .tflite): the same output from each.
-    `explain` writes <image>-explained.png beside each image (fmnist.explain), for a .keras model.
+    `image_paths` are files or folders (searched recursively for images). Each result carries the "doesn't look
+    like a garment" flag (fmnist.ship.ood). `explain` writes <image>-explained.png beside each image
+    (fmnist.explain), for a .keras model; `csv_path` gets one row per image.
     """
+    from fmnist.ship.ood import calibration_for, flags
     from fmnist.ship.runtimes import open_model
 
+    if csv_path is not None and os.path.lexists(csv_path):
+        raise UserError(f"{csv_path} already exists; not overwriting it (give --csv a new file)")
+    files = image_files(image_paths)
+    if not files:
+        raise UserError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, image_paths))}")
     runner = open_model(model_path)
     if explain and runner.kind != "keras":
         raise UserError(f"{model_path}: --explain needs the .keras model (the heat maps need its gradients)")
+    calibration = calibration_for(runner, model_path)
     results, images = [], []
-    for path in image_paths:
+    for done, path in enumerate(files, 1):
         try:
             images.append(to_dataset_form(read_image(path)))
             results.append({"file": str(path)})
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             results.append({"file": str(path), "error": str(e)})
+        _progress(done, len(files))
     if images:
         probabilities = runner.probabilities(np.stack(images))
+        flagged, scores = flags(calibration, np.stack(images), probabilities)
         done = [result for result in results if "error" not in result]
-        for result, p in zip(done, probabilities, strict=True):
-            result["top"] = top_classes(p)
+        for result, p, flag, score in zip(done, probabilities, flagged, scores, strict=True):
+            result.update(top=top_classes(p), not_a_garment=bool(flag), ood_score=round(float(score), 3))
         if explain:
             paths = write_explanations(runner.model, np.stack(images), probabilities, [r["file"] for r in done])
             for result, path in zip(done, paths, strict=True):
                 result["explained"] = str(path)
+    if csv_path is not None:
+        write_csv(csv_path, results)
     if as_json:
         print(json.dumps(results, indent=2))
     else:
-        for result in results:
-            if "top" in result:
-                guesses = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"])
-                print(f"{result['file']}: {guesses}")
-                if "explained" in result:
-                    print(f"  why: {result['explained']}")
-    return 1 if any("error" in result for result in results) else 0
+        print_results(results)
+    return _summarise(results, csv_path)
+
+
+def _summarise(results, csv_path):
+    """For a batch, a closing line on stderr; the exit code: 1 when any file failed."""
+    failed = sum("error" in result for result in results)
+    if len(results) > 1:
+        flagged = sum(result.get("not_a_garment", False) for result in results)
+        print(f"{len(results) - failed:,} of {len(results):,} images classified, {flagged:,} flagged as not like a "
+              f"garment{f', {failed:,} failed' if failed else ''}" + (f"; rows in {csv_path}" if csv_path else ""),
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def print_results(results):
+    for result in results:
+        if "top" in result:
+            guesses = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"])
+            warning = f"  [doesn't look like a garment: score {result['ood_score']:.2f}]" \
+                if result["not_a_garment"] else ""
+            print(f"{result['file']}: {guesses}{warning}")
+            if "explained" in result:
+                print(f"  why: {result['explained']}")
+
+
+def _progress(done, total):
+    """A progress line on stderr for a large batch, on a terminal only (a pipe or a file gets the summary)."""
+    if total >= PROGRESS_FROM and sys.stderr.isatty():
+        print(f"\rreading images: {done:,}/{total:,}", end="\n" if done == total else "", file=sys.stderr,
+              flush=True)
+
+
+CSV_COLUMNS = ("file", "top_class", "probability", "top3", "not_a_garment", "ood_score", "error")
+
+
+def write_csv(path, results):
+    """One row per image (CSV_COLUMNS), through the safe writer: a new file, never a replaced one."""
+    import csv
+    import io
+
+    from fmnist.run.files import write_file
+
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(CSV_COLUMNS)
+    for r in results:
+        top = r.get("top", [])
+        writer.writerow([r["file"], top[0]["class"] if top else "", f"{top[0]['probability']:.4f}" if top else "",
+                         "; ".join(f"{t['class']} {t['probability']:.4f}" for t in top),
+                         r.get("not_a_garment", ""), r.get("ood_score", ""), r.get("error", "")])
+    write_file(Path(path), text.getvalue().encode(), new=True)
 
 
 def write_explanations(model, images, probabilities, image_paths):

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_script
+from conftest import assert_clean_error, run_script
 
 from fmnist import CLASS_NAMES
 
@@ -165,3 +165,45 @@ def test_predict_survives_hostile_and_unlucky_files(confident_test_images, tiny_
     assert len(results[str(near_blank)]["top"]) == 3
     assert results[str(good)]["top"][0]["class"] == CLASS_NAMES[expected[0]]
     assert results[str(good_jpeg)]["top"][0]["class"] == CLASS_NAMES[expected[1]]
+
+
+@pytest.mark.slow
+def test_predict_on_a_folder_writes_one_csv_row_per_image_and_flags_what_is_no_garment(confident_test_images,
+                                                                                        tiny_run, tmp_path):
+    import csv
+
+    from PIL import Image
+
+    images, expected, _ = confident_test_images
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    wanted = {}
+    for i, (image, label) in enumerate(zip(images[:4], expected[:4], strict=True)):
+        path = folder / ("sub" if i % 2 else ".") / f"g{i}.{'jpg' if i % 2 else 'png'}"
+        Image.fromarray(image).save(path, quality=95)
+        wanted[str(path)] = CLASS_NAMES[label]
+    Image.new("L", (60, 60), 255).save(folder / "blank.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / "noise.png")
+    (folder / "sub" / "broken.png").write_text("not a picture")
+    (folder / "notes.txt").write_text("not an image: skipped, not an error")
+    (folder / "sub" / "loop").symlink_to(folder, target_is_directory=True)  # not followed
+    out, _, _ = tiny_run
+    table = tmp_path / "predictions.csv"
+    proc = run_script("fashion_mnist.py", "predict", out / "models" / "tiny.keras", folder, "--csv", table)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # one file failed
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {folder / 'sub' / 'broken.png'}: not an image this command reads (use PNG, JPEG, BMP, GIF or WebP)"]
+    with open(table, newline="") as f:
+        rows = {row["file"]: row for row in csv.DictReader(f)}
+    assert len(rows) == 7 and "notes.txt" not in str(rows)
+    for path, label in wanted.items():
+        assert rows[path]["top_class"] == label and rows[path]["top3"].count(";") == 2
+    assert rows[str(folder / "noise.png")]["not_a_garment"] == "True"
+    assert rows[str(folder / "blank.png")]["not_a_garment"] == "True"
+    assert sum(rows[path]["not_a_garment"] == "True" for path in wanted) <= 1
+    assert rows[str(folder / "sub" / "broken.png")]["error"].endswith("GIF or WebP)")
+    assert "6 of 7 images classified, " in proc.stderr.splitlines()[-1]
+    before = table.read_bytes()
+    proc = run_script("fashion_mnist.py", "predict", out / "models" / "tiny.keras", folder, "--csv", table)
+    assert_clean_error(proc, 1, "predictions.csv already exists")
+    assert table.read_bytes() == before
