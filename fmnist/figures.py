@@ -138,7 +138,7 @@ def plot_predictions(images, labels, predicted, confidence, class_names, *, titl
         canvas[top:top + side + 2 * frame, left:left + side + 2 * frame] = _rgb(colour)
         canvas[top + frame:top + frame + side, left + frame:left + frame + side] = image[..., None]  # as stored
         ax.text(left + frame + side / 2, top - 1, f"{class_names[guess]} {p:.0%}\ntrue: {class_names[true]}",
-                ha="center", va="bottom", fontsize=8, color=colour)
+                ha="center", va="bottom", fontsize=10, color=colour)
     ax.imshow(canvas, interpolation="nearest")
     if title:
         fig.suptitle(title)
