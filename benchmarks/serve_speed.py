@@ -155,6 +155,7 @@ def main(argv):
     parser.add_argument("--naive-seconds", type=Number(float, 0.1), default=None,
                         help="the same for the naive server (default: --seconds)")
     parser.add_argument("--clients", type=Number(int, 1, 1000), nargs="+", default=[1, 8, 32])
+    parser.add_argument("--threads", type=Number(int, 1, 1024), help="our server's runtime threads (default: serve's)")
     parser.add_argument("--naive-server", nargs=2, metavar=("MODEL", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.naive_server:
@@ -175,7 +176,8 @@ def main(argv):
         print(f"Model: {args.model or 'fast (untrained; speed does not depend on the weights)'}; ours serves "
               f"{onnx_path.name}, the naive server {keras_path.name}", flush=True)
         servers = {
-            "ours": ([sys.executable, "fashion_mnist.py", "serve", str(onnx_path), "--port", "0"],
+            "ours": ([sys.executable, "fashion_mnist.py", "serve", str(onnx_path), "--port", "0",
+                      *(["--threads", str(args.threads)] if args.threads else [])],
                      f"/v1/models/{onnx_path.stem}:predict", args.seconds),
             "naive": ([sys.executable, str(Path(__file__).resolve()), "--naive-server", str(keras_path), "0"],
                       "/v1/models/naive:predict", args.naive_seconds or args.seconds),

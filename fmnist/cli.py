@@ -84,13 +84,12 @@ def _export(args, argv):
     from fmnist.ship.export import export_model
 
     formats = FORMATS if args.format == "all" else (args.format,)
-    return export_model(args.model, formats, args.int8, args.out, data_dir=args.data_dir, verify=args.verify,
-                        argv=argv)
+    return export_model(args.model, formats, args.int8, args.out, data_dir=args.data_dir, verify=args.verify)
 
 
 def _serve_arguments(parser):
     from fmnist.config import Number
-    from fmnist.ship.serve import MAX_BATCH, NAME_PATTERN, READ_TIMEOUT_S, WINDOW_S, port_number
+    from fmnist.ship.serve import MAX_BATCH, NAME_PATTERN, READ_TIMEOUT_S, THREADS, WINDOW_S, port_number
 
     parser.add_argument("model", metavar="MODEL", help="a .onnx or .tflite file from export (served without "
                         "TensorFlow), a .savedmodel folder or a .keras model (which adds heat maps)")
@@ -103,8 +102,8 @@ def _serve_arguments(parser):
     parser.add_argument("--read-timeout", type=Number(float, 0, 3600, min_inclusive=False), default=READ_TIMEOUT_S,
                         metavar="SECONDS", help=f"a request whose body takes longer to arrive gets a 408 answer "
                              f"(default {READ_TIMEOUT_S:g})")
-    parser.add_argument("--threads", type=Number(int, 1, 1024), metavar="N",
-                        help=f"threads of the ONNX or LiteRT runtime (default: every core). Concurrent requests "
+    parser.add_argument("--threads", type=Number(int, 1, 1024), default=THREADS, metavar="N",
+                        help=f"threads of the ONNX or LiteRT runtime (default {THREADS}). Concurrent requests "
                              f"share a call: within {WINDOW_S * 1e3:g} ms, up to {MAX_BATCH} images")
 
 
