@@ -102,9 +102,9 @@ def card_path(model_path):
     return model_path.with_name(model_path.name + ".json")
 
 
-def calibration_for(runner, model_path):
+def calibration_for(runner, model_path, data=None):
     """The calibration in the model card beside `model_path` if the card has an "ood" entry, else a fresh one
-    (a .keras model has no card; calibrating takes one pass over the 6,000 validation images)."""
+    (a .keras model has no card; calibrating takes one pass over the 6,000 validation images of `data`)."""
     path = card_path(model_path)
     if path.is_file() and path.stat().st_size < 2**20:
         try:
@@ -113,7 +113,7 @@ def calibration_for(runner, model_path):
             card = {}
         if isinstance(card, dict) and _valid(card.get("ood")):
             return card["ood"]
-    return calibrate(runner)
+    return calibrate(runner, data)
 
 
 def _valid(calibration):
@@ -135,7 +135,14 @@ def digit_images():
     """scikit-learn's 1,797 bundled handwritten digits (8x8, 0-16), upscaled to 28x28 uint8, light on black as
     the dataset's garments are. A dev dependency only."""
     from PIL import Image
-    from sklearn.datasets import load_digits
+
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        from fmnist.errors import UserError
+
+        raise UserError("the digits come with scikit-learn, a dev dependency: pip install -r requirements-dev.txt") \
+            from None
 
     digits = load_digits().images * (255 / 16)
     return np.stack([np.asarray(Image.fromarray(d.astype(np.uint8)).resize((28, 28), Image.Resampling.BILINEAR))
