@@ -83,7 +83,7 @@ print(f"Keras {keras.__version__}; {TRAIN_IMAGES or 'all'} training images, {EPO
 
 # %%
 data = load_fashion_mnist()  # the shipped copy in data/fashion/
-print(data.source)
+print(data.source.replace(str(ROOT) + "/", ""))
 print("train:", data.x_train.shape, data.x_train.dtype, "| test:", data.x_test.shape)
 
 # %% [markdown]
@@ -492,6 +492,7 @@ for name, run in results.items():
 # Keras on the whole test set.
 
 # %%
+import shutil
 import subprocess
 import tempfile
 import warnings
@@ -519,6 +520,7 @@ onnx_classes = [int(c) for c in onnx_output.split()[-8:]]
 print("ONNX Runtime:", [CLASS_NAMES[c] for c in onnx_classes])
 print("Keras:       ", [CLASS_NAMES[c] for c in predicted[:8]])
 assert onnx_classes == list(predicted[:8])
+shutil.rmtree(folder)  # the file was only for this demonstration
 
 # %%
 print(f"The whole tour took {time.monotonic() - started:.0f} s (training the baseline: {fit_seconds:.0f} s).")
