@@ -107,6 +107,7 @@ def run_training(config, data, earlier=FRESH_START, extra_callbacks=(), paths=No
     from fmnist.run.resume import resume_command
     from fmnist.run.signals import StopOnSignal, TrainingInterrupted
     from fmnist.run.tensorboard import log_hparams, make_epoch_images_callback
+    from fmnist.ship.card import provenance
     from fmnist.speed.devices import start_devices
     from fmnist.speed.fast_ops import use_fast_ops
 
@@ -136,7 +137,7 @@ def run_training(config, data, earlier=FRESH_START, extra_callbacks=(), paths=No
     # ## Train. After every epoch the history, the run record and a backup for --resume are saved atomically.
     run_facts = {"run": paths.name, "model": config.model, "hyperparameters": config.hyperparameters(),
                  "precision": precision, "data_source": data.source, "files": paths.files(),
-                 **devices.record(config.batch_size)}
+                 **devices.record(config.batch_size), "provenance": provenance(fast_ops=fast_ops)}
     recorder = RunRecorder(paths, earlier, run_facts)
     epoch_images = make_epoch_images_callback(paths.tensorboard / "images", x_val, y_val)
     callbacks = [*training.make_callbacks(paths, config, earlier.history), recorder,

@@ -7,6 +7,8 @@ torn one. Two modes:
 - new (reports, figures, exported files, cards): nothing at the path is ever replaced; if something is there by
   the time the file is complete, the write is refused in one line and the temporary is removed.
 
+`staged_together` places several new files as one step (an exported model and its cards).
+
 A kill mid-write can leave the temporary behind: `temporary_files(path)` finds those of one path, so that
 --resume can remove them. `writable_folder` is the one check that a folder can be written, made before any work.
 """
@@ -17,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fmnist.errors import UserError
+from fmnist.errors import UserError, signals_deferred
 
 TEMPORARY_MARK = ".tmp"
 
@@ -83,6 +85,36 @@ def staged(path, *, new=False, folder=False):
     `new`: never replace what is at `path` (a UserError instead). On any failure, even KeyboardInterrupt, the
     temporary is removed and `path` is left as it was.
     """
+    with _temporary(path, folder) as tmp:
+        yield tmp
+        _place(tmp, Path(path), new=new, folder=folder)
+
+
+@contextlib.contextmanager
+def staged_together(paths, *, folder=None):
+    """staged(new=True) for files that must appear together or not at all (an exported model and its cards; the
+    one at `folder`, if any, is a folder): yields their temporaries, and when the block succeeds places them
+    all, with Ctrl-C and SIGTERM held back until that is done. If one cannot be placed, those placed before it
+    are removed again."""
+    paths = [Path(p) for p in paths]
+    with contextlib.ExitStack() as stack:
+        temporaries = [stack.enter_context(_temporary(p, p == folder)) for p in paths]
+        yield temporaries
+        placed = []
+        with signals_deferred():
+            try:
+                for tmp, path in zip(temporaries, paths, strict=True):
+                    _place(tmp, path, new=True, folder=path == folder)
+                    placed.append(path)
+            except BaseException:
+                for path in placed:
+                    remove(path)
+                raise
+
+
+@contextlib.contextmanager
+def _temporary(path, folder):
+    """A new empty temporary file (or folder) for `path`, beside it; removed on exit unless it was placed."""
     path = Path(path)
     prefix, suffix = temporary_name_parts(path)
     try:
@@ -98,28 +130,32 @@ def staged(path, *, new=False, folder=False):
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         yield tmp
-        if not new and not folder and path.is_file():
-            os.chmod(tmp, path.stat().st_mode & 0o777)  # a file the user made private stays private
-        if not folder:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())  # the content on disk before the rename, so a power cut leaves no empty file
-        if not new:
-            os.replace(tmp, path)
-        else:
-            try:
-                if folder:  # a rename would replace an empty folder made in the instant since this look
-                    if os.path.lexists(path):
-                        raise FileExistsError(path)
-                    os.rename(tmp, path)
-                else:
-                    os.link(tmp, path)  # fails if anything is at `path`, even a dangling symlink
-                    tmp.unlink()
-            except FileExistsError:
-                raise UserError(f"{path} already exists; not overwriting it") from None
-        fsync_folder(path.parent)
-    except BaseException:
-        remove(tmp)
-        raise
+    finally:
+        if os.path.lexists(tmp):
+            remove(tmp)
+
+
+def _place(tmp, path, *, new, folder):
+    """Rename the finished temporary `tmp` to `path`, durably: replacing what is there, or with `new` never."""
+    if not new and not folder and path.is_file():
+        os.chmod(tmp, path.stat().st_mode & 0o777)  # a file the user made private stays private
+    if not folder:
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # the content on disk before the rename, so a power cut leaves no empty file
+    if not new:
+        os.replace(tmp, path)
+    else:
+        try:
+            if folder:  # a rename would replace an empty folder made in the instant since this look
+                if os.path.lexists(path):
+                    raise FileExistsError(path)
+                os.rename(tmp, path)
+            else:
+                os.link(tmp, path)  # fails if anything is at `path`, even a dangling symlink
+                tmp.unlink()
+        except FileExistsError:
+            raise UserError(f"{path} already exists; not overwriting it") from None
+    fsync_folder(path.parent)
 
 
 def write_file(path, data: bytes, *, new=False):

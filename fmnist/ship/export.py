@@ -9,7 +9,7 @@ call it. A file that fails its check is removed, and the command exits 1 saying 
 
 import contextlib
 import json
-import shlex
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import CLASS_NAMES
-from fmnist.errors import UserError, first_line, signals_deferred
-from fmnist.run.files import remove, staged, temporary_files, writable_folder
+from fmnist.errors import UserError, first_line
+from fmnist.run.files import remove, staged_together, temporary_files, writable_folder
 from fmnist.run.names import claimed_name
+from fmnist.ship.card import markdown_card, provenance, run_record_of
+from fmnist.ship.ood import calibrate
 
 FORMATS = ("saved_model", "onnx", "litert")
 SUFFIX = {"saved_model": ".savedmodel", "onnx": ".onnx", "litert": ".tflite", "int8": ".int8.tflite"}
@@ -28,6 +30,7 @@ MIN_FLOAT_AGREEMENT = 0.999  # float formats compute what Keras computes; more d
 MIN_INT8_AGREEMENT = 0.95  # int8 rounds every activation: a few flips are expected, a landslide is a bad conversion
 CALIBRATION_IMAGES = 300
 INT8_GOALS = {"size_ratio": 0.30, "accuracy_points_lost": 0.5}
+CARD_SUFFIXES = (".json", ".md")  # beside each file: its card for programs, and its model card for people
 CLAIM_SUFFIX = ".exporting"  # NAME.exporting: the empty file that holds the names while an export works
 
 
@@ -38,6 +41,7 @@ class Check:
     agreement: float  # share of test images with the same top-1 class as the Keras model
     accuracy: float
     max_difference: float  # largest difference in any class probability
+    test: dict  # the file's own test report (fmnist.evaluation.summarise): per-class table, confusions
 
 
 def output_paths(folder, stem, formats, int8):
@@ -48,7 +52,7 @@ def output_paths(folder, stem, formats, int8):
     return paths
 
 
-def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, argv=()):
+def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True):
     """The `export` command. Returns 0, or raises UserError (exit 1) with nothing half-written left behind."""
     from fmnist.ship.runtimes import require
 
@@ -63,16 +67,16 @@ def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, 
         formats = (*formats, "litert")  # the int8 file is measured against the float one
     created = not (Path(out) if out else model_path.parent).exists()
     folder = writable_folder(out or model_path.parent)
-    suffixes = [SUFFIX[f] + extra for f in output_paths(folder, "", formats, int8) for extra in ("", ".json")]
+    suffixes = [SUFFIX[f] + extra for f in output_paths(folder, "", formats, int8) for extra in ("", *CARD_SUFFIXES)]
     try:
         # The names are taken at the start (an empty NAME.exporting while it works), so that a second export of
         # the same model at once gets NAME-2 instead of finding its files taken at the end.
         with claimed_name(folder, model_path.stem, suffixes, CLAIM_SUFFIX) as stem:
             paths = output_paths(folder, stem, formats, int8)
             for path in paths.values():  # an export killed outright left these; the name is ours now
-                for leftover in [*temporary_files(path), *temporary_files(f"{path}.json")]:
+                for leftover in [t for p in (path, *(f"{path}{s}" for s in CARD_SUFFIXES)) for t in temporary_files(p)]:
                     remove(leftover)
-            _export_files(model_path, paths, data_dir, verify, argv)
+            _export_files(model_path, paths, data_dir, verify)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
@@ -81,7 +85,7 @@ def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True, 
     return 0
 
 
-def _export_files(model_path, paths, data_dir, verify, argv):
+def _export_files(model_path, paths, data_dir, verify):
     from fmnist.data import load_fashion_mnist
     from fmnist.evaluation import float32_copy
     from fmnist.ship.runtimes import open_model
@@ -95,12 +99,15 @@ def _export_files(model_path, paths, data_dir, verify, argv):
     keras_accuracy = float((reference.argmax(1) == data.y_test).mean())
     print(f"Model: {model_path} ({model.name}, {model.count_params():,} parameters), test accuracy "
           f"{keras_accuracy:.2%} (float32, no test-time augmentation); data: {data.source}")
-    command = shlex.join(["python", "fashion_mnist.py", "export", *map(str, argv)])
+    record = run_record_of(model_path)
+    made = {"model": model.name, "parameters": model.count_params(), "keras_test_accuracy": keras_accuracy,
+            "provenance": provenance(precision="float32 (exported files compute in float32)",
+                                     trained_with=(record or {}).get("provenance"))}
 
     rows, cards = [], {}
     for fmt, path in paths.items():
         started = time.perf_counter()
-        with _model_with_card(path) as (staging, card_file):
+        with _exporting(path) as (staging, (card_file, markdown_file)):
             if fmt == "int8":
                 write_int8_tflite(model, staging, data.x_train)
             else:
@@ -111,11 +118,12 @@ def _export_files(model_path, paths, data_dir, verify, argv):
                 raise UserError(f"{path.name}: its top-1 class agrees with the Keras model on only "
                                 f"{check.agreement:.2%} of the test images (at least {floor:.1%} is required); "
                                 "the file was removed")
-            card = model_card(fmt, path, _size(staging), runner, check, keras_accuracy=keras_accuracy,
-                              model_path=model_path, command=command)
+            card = model_card(fmt, path, staging, runner, check, model_path=model_path, made=made,
+                              ood=calibrate(runner, data))
             if fmt == "int8":
                 card["int8"] = int8_summary(card, cards["litert"])
             card_file.write_bytes((json.dumps(card, indent=2) + "\n").encode())
+            markdown_file.write_text(markdown_card(card, record))
         cards[fmt] = card
         rows.append((fmt, path, check, card["size_bytes"], time.perf_counter() - started))
 
@@ -125,7 +133,8 @@ def _export_files(model_path, paths, data_dir, verify, argv):
         print(f"int8: {s['size_ratio']:.1%} of the float file's size (goal <= {INT8_GOALS['size_ratio']:.0%}), "
               f"{s['accuracy_points_lost']:+.2f} accuracy points lost (goal <= {INT8_GOALS['accuracy_points_lost']})"
               f": {'goals met' if s['goals_met'] else 'goals NOT met'}")
-    print("Cards: " + ", ".join(f"{p}.json" for p in paths.values()))
+    print("Model cards: " + ", ".join(f"{p}{CARD_SUFFIXES[1]}" for p in paths.values()) + " (and .json beside "
+          "each, for programs)")
 
 
 def model_input_zeros(model):
@@ -134,13 +143,15 @@ def model_input_zeros(model):
 
 def check_export(path, reference, images, labels):
     """Load the file in its own runtime, run the test images, and compare with the Keras probabilities."""
+    from fmnist.evaluation import summarise
     from fmnist.ship.runtimes import open_model
 
     runner = open_model(path)
     probabilities = runner.probabilities(images)
     return Check(agreement=float((probabilities.argmax(1) == reference.argmax(1)).mean()),
                  accuracy=float((probabilities.argmax(1) == labels).mean()),
-                 max_difference=float(np.abs(probabilities - reference).max())), runner
+                 max_difference=float(np.abs(probabilities - reference).max()),
+                 test=summarise(probabilities, labels)), runner
 
 
 def write_int8_tflite(model, path, train_images, count=CALIBRATION_IMAGES, seed=0):
@@ -166,7 +177,10 @@ def write_int8_tflite(model, path, train_images, count=CALIBRATION_IMAGES, seed=
         Path(path).write_bytes(converter.convert())
 
 
-def model_card(fmt, path, size_bytes, runner, check, *, keras_accuracy, model_path, command):
+def model_card(fmt, path, staging, runner, check, *, model_path, made, ood):
+    """The JSON card of an exported file: how to call it, how it scored, its not-a-garment flag, where it came
+    from. Paths are relative to the card: it may be read on another machine."""
+    from fmnist.ship.card import onnx_opset
     from fmnist.ship.runtimes import runtime_version
 
     shape = [d if d is None else int(d) for d in runner.input_shape]
@@ -175,6 +189,7 @@ def model_card(fmt, path, size_bytes, runner, check, *, keras_accuracy, model_pa
         "format": {"saved_model": "TensorFlow SavedModel", "onnx": "ONNX", "litert": "LiteRT (TensorFlow Lite)",
                    "int8": "LiteRT (TensorFlow Lite), int8 full-integer quantised"}[fmt],
         "runtime": runtime_version(runner.kind),
+        **({"onnx_opset": onnx_opset(staging)} if fmt == "onnx" else {}),
         "input": {"name": runner.input_name, "shape": shape, "dtype": "float32", "range": [0, 255],
                   "meaning": "raw greyscale pixel values 0-255 (not scaled: the model rescales them itself), "
                              "28x28, a light garment on a black background as in Fashion-MNIST; the first "
@@ -186,10 +201,15 @@ def model_card(fmt, path, size_bytes, runner, check, *, keras_accuracy, model_pa
         "test_images": 10_000,
         "agreement_with_keras": check.agreement,
         "max_probability_difference": check.max_difference,
-        "keras_model": str(model_path),
-        "keras_test_accuracy": keras_accuracy,
-        "size_bytes": size_bytes,
-        "command": command,
+        "test": {key: value for key, value in check.test.items() if key != "confusion_matrix"},
+        "keras_model": os.path.relpath(Path(model_path).resolve(), path.parent.resolve()),
+        "architecture": made["model"],
+        "parameters": made["parameters"],
+        "keras_test_accuracy": made["keras_test_accuracy"],
+        "size_bytes": _size(staging),
+        "ood": ood,
+        "provenance": made["provenance"],
+        "command": made["provenance"]["command"],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -215,32 +235,15 @@ def format_table(rows, keras_accuracy):
 
 
 @contextlib.contextmanager
-def _model_with_card(path):
-    """Stage an exported file (or SavedModel folder) and its card, path + '.json'. When the block succeeds both are
-    renamed into place, with Ctrl-C and SIGTERM held back until both are; otherwise neither is, and nothing
-    half-written stays."""
-    card, card_placed = Path(f"{path}.json"), False
-    deferred = contextlib.ExitStack()
-    with deferred:
-        try:
-            with _exporting(path) as staging:
-                with staged(card, new=True) as card_tmp:
-                    yield staging, card_tmp
-                    deferred.enter_context(signals_deferred())
-                card_placed = True
-        except BaseException:
-            if card_placed:
-                remove(card)  # the file could not follow its card (one appeared at its name): neither stays
-            raise
-
-
-@contextlib.contextmanager
 def _exporting(path):
-    """fmnist.run.files.staged(new=True) for an exported file or SavedModel folder: renamed into place once its
-    block succeeds, never over anything; a failure inside a converter is one line naming the file it was making."""
+    """The exported file (or SavedModel folder) and its cards (path + CARD_SUFFIXES), staged together
+    (fmnist.run.files.staged_together): all three appear when the block succeeds, never over anything, or none
+    does. A failure inside a converter is one line naming the file it was making."""
+    cards = [Path(f"{path}{suffix}") for suffix in CARD_SUFFIXES]
     try:
-        with staged(path, new=True, folder=path.suffix == SUFFIX["saved_model"]) as staging:
-            yield staging
+        with staged_together([path, *cards], folder=path if path.suffix == SUFFIX["saved_model"] else None) as \
+                (staging, *card_files):
+            yield staging, card_files
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as e:  # noqa: BLE001 - whatever a converter raises, the user gets one line

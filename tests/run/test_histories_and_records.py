@@ -14,10 +14,15 @@ from fmnist.run.records import HistoryError, read_history
 
 
 @pytest.mark.slow
-def test_run_record_is_valid_json_with_the_history(tiny_run):
+def test_run_record_is_valid_json_with_the_history_and_its_provenance(tiny_run):
     out, _, record = tiny_run
     assert record["history"] == pickle.loads((out / "history" / "tiny.pkl").read_bytes())
     json.dumps(record, allow_nan=False)  # strict JSON: no NaN or Infinity
+    provenance = record["provenance"]
+    assert provenance["command"] == f"python fashion_mnist.py --limit 1000 --epochs 1 --out {out} --run-name tiny"
+    assert provenance["packages"]["tensorflow"] and provenance["packages"]["keras"] and provenance["python"]
+    assert len(provenance["commit"].split()[0]) == 40 and isinstance(provenance["cpu"]["flags"], list)
+    assert provenance["fast_ops"] and record["precision"] in ("float32", "mixed_bfloat16")
 
 
 class _Calls:

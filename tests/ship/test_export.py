@@ -1,6 +1,7 @@
 """`export`: the files it writes run in their own runtimes and agree with Keras; `predict` runs them; the README's
 snippet runs them without this project; bad input is refused cleanly, leaving nothing behind."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -30,7 +31,8 @@ def exported(fast_run, tmp_path_factory):
 def test_export_writes_every_format_with_a_card_and_checks_it(exported, fast_run):
     out, proc = exported
     model, _ = fast_run
-    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, *(f"{f}.json" for f in FILES)])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, *(f"{f}{s}" for f in FILES for s in (".json",
+                                                                                                         ".md"))])
     cards = {f: json.loads((out / f"{f}.json").read_text()) for f in FILES}
     for name, card in cards.items():
         assert card["file"] == name
@@ -39,6 +41,18 @@ def test_export_writes_every_format_with_a_card_and_checks_it(exported, fast_run
         assert card["input"]["range"] == [0, 255] and card["output"]["shape"] == [None, 10]
         assert card["command"] == f"python fashion_mnist.py export {model} --int8 --out {out}"
         assert card["test_images"] == 10_000 and 0.6 < card["test_accuracy"] < 0.95
+        assert card["test"]["accuracy"] == card["test_accuracy"] and len(card["test"]["per_class"]) == 10
+        assert not Path(card["keras_model"]).is_absolute() and (out / card["keras_model"]).resolve() == model
+        assert 0.03 <= card["ood"]["validation_flagged"] <= 0.07 and 0 < card["ood"]["threshold"] < 1
+        provenance = card["provenance"]
+        assert provenance["packages"]["tensorflow"] and provenance["packages"]["onnxruntime"]
+        assert provenance["cpu"]["flags"] and provenance["commit"]  # the suite runs in a git checkout
+        assert provenance["trained_with"]["command"].startswith("python fashion_mnist.py --model fast")
+        markdown = (out / f"{name}.md").read_text()
+        assert markdown.startswith("---\nlibrary_name: keras\n") and f"# {name}: " in markdown
+        assert "**a subset: 6,000 of the training images** (`--limit 6000`)" in markdown
+        assert f"accuracy **{card['test_accuracy']:.2%}**" in markdown and "| Shirt |" in markdown
+        assert str(out) not in markdown.replace(card["command"], "")  # no path of this machine but the command
         floor = 0.95 if "int8" in name else 0.999
         assert card["agreement_with_keras"] >= floor
         # The table printed the same agreement and accuracy for this file.
@@ -146,11 +160,11 @@ def test_export_never_overwrites_and_removes_a_file_that_fails_its_check(exporte
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     assert export_module.export_model(model, ("onnx",), False, out) == 0  # a second export: a free name
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name in before} == before
-    assert (out / "fast-2.onnx").is_file() and (out / "fast-2.onnx.json").is_file()
+    assert all((out / f"fast-2.onnx{s}").is_file() for s in ("", ".json", ".md"))
 
     def disagreeing(path, reference, images, labels):  # a runtime that disagrees with Keras on 1 image in 100
         check, runner = real_check(path, reference, images, labels)
-        return export_module.Check(0.99, check.accuracy, check.max_difference), runner
+        return dataclasses.replace(check, agreement=0.99), runner
 
     real_check = export_module.check_export
     monkeypatch.setattr(export_module, "check_export", disagreeing)
@@ -227,16 +241,19 @@ def test_predict_refuses_explain_for_an_exported_file_and_unknown_files(exported
 
 @pytest.mark.parametrize("event", ["the check fails", "a card appears", "a file appears", "SIGTERM in the block",
                                    "SIGTERM between the renames"])
-def test_an_exported_file_and_its_card_appear_together_or_not_at_all(tmp_path, monkeypatch, event):
+def test_an_exported_file_and_its_cards_appear_together_or_not_at_all(tmp_path, monkeypatch, event):
     import os
     import signal
 
     from fmnist.errors import Terminated, UserError
     from fmnist.run import files
-    from fmnist.ship.export import _model_with_card
+    from fmnist.ship.export import _exporting
+
+    def terminated(signum, frame):  # as fmnist.errors.run_guarded has it
+        raise Terminated
 
     path, card = tmp_path / "m.onnx", tmp_path / "m.onnx.json"
-    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(Terminated()))  # as run_guarded does
+    previous = signal.signal(signal.SIGTERM, terminated)
     if event == "SIGTERM between the renames":
         real_link = os.link
 
@@ -247,9 +264,10 @@ def test_an_exported_file_and_its_card_appear_together_or_not_at_all(tmp_path, m
         monkeypatch.setattr(files.os, "link", link_then_signal)
     try:
         with pytest.raises((UserError, Terminated)):
-            with _model_with_card(path) as (staging, card_staging):
+            with _exporting(path) as (staging, (card_staging, markdown_staging)):
                 staging.write_bytes(b"model")
                 card_staging.write_bytes(b"{}")
+                markdown_staging.write_text("# m.onnx")
                 if event == "the check fails":
                     raise UserError("its check failed")
                 if event == "a card appears":
@@ -262,7 +280,7 @@ def test_an_exported_file_and_its_card_appear_together_or_not_at_all(tmp_path, m
         signal.signal(signal.SIGTERM, previous)
     left = {p.name: p.read_text() for p in tmp_path.iterdir()}
     expected = {"a card appears": {"m.onnx.json": "the user's"}, "a file appears": {"m.onnx": "the user's"},
-                "SIGTERM between the renames": {"m.onnx": "model", "m.onnx.json": "{}"}}
+                "SIGTERM between the renames": {"m.onnx": "model", "m.onnx.json": "{}", "m.onnx.md": "# m.onnx"}}
     assert left == expected.get(event, {})  # and no temporary file: both or neither, and the user's untouched
 
 
@@ -286,7 +304,7 @@ def test_sigterm_during_the_int8_conversion_stops_in_one_line_leaving_no_partial
     os.kill(proc.pid, signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
     assert_clean_error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr), 143, "stopped by SIGTERM")
-    assert sorted(p.name for p in out.iterdir()) == ["fast.tflite", "fast.tflite.json"]  # the finished pair only
+    assert sorted(p.name for p in out.iterdir()) == ["fast.tflite", "fast.tflite.json", "fast.tflite.md"]  # done
     assert list(system_tmp.iterdir()) == []
 
 
@@ -304,4 +322,5 @@ def test_two_exports_at_once_take_their_names_at_the_start(model_copy, tmp_path)
         time.sleep(0.02)
     assert [p.wait(timeout=600) for p in procs] == [0, 0], [(tmp_path / f"{i}.log").read_text()[-2000:] for i in (0, 1)]
     assert both_claimed  # each held its name while it worked
-    assert sorted(p.name for p in out.iterdir()) == ["fast-2.onnx", "fast-2.onnx.json", "fast.onnx", "fast.onnx.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{stem}.onnx{s}" for stem in ("fast", "fast-2")
+                                                           for s in ("", ".json", ".md"))
