@@ -58,8 +58,9 @@ class Batcher:
     """Gathers the images of concurrent requests into one runtime call. `await batcher.classify(images)` gives
     (probabilities, flagged, scores) for that request's images."""
 
-    def __init__(self, runner, calibration, window=WINDOW_S, max_batch=MAX_BATCH):
+    def __init__(self, runner, calibration, window=WINDOW_S, max_batch=MAX_BATCH, eager=True):
         self.runner, self.calibration, self.window, self.max_batch = runner, calibration, window, max_batch
+        self.eager = eager  # go before the window ends once every request in flight has joined
         self.queue = asyncio.Queue()
         self.executor = ThreadPoolExecutor(1, "runtime")  # runtimes are not thread-safe: one call at a time
         self.calls = 0  # runtime calls made, and images in them (tests and the log read them)
@@ -77,8 +78,8 @@ class Batcher:
         while True:
             items = [await self.queue.get()]
             size, deadline = len(items[0][0]), loop.time() + self.window
-            # Wait only while other requests are in flight: one alone goes at once.
-            while size < self.max_batch and (not self.queue.empty() or self.in_flight > len(items)):
+            # Eager: wait only while other requests are in flight; one alone goes at once.
+            while size < self.max_batch and (not self.queue.empty() or not self.eager or self.in_flight > len(items)):
                 try:
                     item = self.queue.get_nowait() if not self.queue.empty() else \
                         await asyncio.wait_for(self.queue.get(), deadline - loop.time())
@@ -232,11 +233,11 @@ def tensor_info(name, shape):
 class Model:
     """What the routes of one served model need: the runner, the batcher, its name and TF Serving's answers."""
 
-    def __init__(self, runner, calibration, name, test_set=None, *, window=WINDOW_S, max_batch=MAX_BATCH,
+    def __init__(self, runner, calibration, name, test_set=None, *, window=WINDOW_S, max_batch=MAX_BATCH, eager=True,
                  read_timeout=READ_TIMEOUT_S, seed=None):
         self.runner, self.name, self.read_timeout = runner, name, read_timeout
         self.test_images, self.test_labels = test_set or (None, None)
-        self.batcher = Batcher(runner, calibration, window, max_batch)
+        self.batcher = Batcher(runner, calibration, window, max_batch, eager)
         self.decoder = ThreadPoolExecutor(1, "decode")  # one photo decoded at a time: a big one takes up to 1 GB
         self.rng = np.random.default_rng(seed)
         self.status = {"model_version_status": [{"version": "1", "state": "AVAILABLE",
@@ -316,7 +317,7 @@ class Model:
 
 def create_app(runner, calibration, name, test_set=None, **options):
     """The Starlette app serving `runner` as model `name`; `test_set` (images, labels) feeds the random test
-    image; `options` go to Model (window, max_batch, read_timeout, seed)."""
+    image; `options` go to Model (window, max_batch, eager, read_timeout, seed)."""
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
@@ -341,6 +342,54 @@ def create_app(runner, calibration, name, test_set=None, **options):
                     lifespan=lifespan)
     app.state.model = model
     return app
+
+
+def http_protocol(read_timeout):
+    """uvicorn's httptools protocol with a deadline for each request's line and headers, which uvicorn lacks:
+    without it a client that sends them byte by byte (slowloris) holds a connection for ever. "auto" without
+    httptools."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return "auto"
+
+    class Protocol(HttpToolsProtocol):
+        headers_timer = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self.arm()
+
+        def on_message_begin(self):  # the first bytes of a request: its headers must be in within read_timeout
+            super().on_message_begin()
+            if self.headers_timer is None:
+                self.arm()
+
+        def on_headers_complete(self):
+            self.disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc):
+            self.disarm()
+            super().connection_lost(exc)
+
+        def arm(self):
+            self.headers_timer = self.loop.call_later(read_timeout, self.too_slow)
+
+        def disarm(self):
+            if self.headers_timer is not None:
+                self.headers_timer.cancel()
+                self.headers_timer = None
+
+        def too_slow(self):
+            self.headers_timer = None
+            if not self.transport.is_closing():
+                body = json.dumps({"error": f"the request's headers did not arrive within {read_timeout:g} s"})
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body.encode()))
+                self.transport.close()
+
+    return Protocol
 
 
 def heat_map(model, image, class_index):
@@ -376,8 +425,8 @@ def serve(model_path, host="127.0.0.1", port=8500, *, name=None, threads=THREADS
           f"TF Serving API at {url}/v1/models/{name}; batching within {WINDOW_S * 1e3:g} ms, up to {MAX_BATCH} "
           f"images a call; TensorFlow {'loaded' if 'tensorflow' in sys.modules else 'not loaded'}. Ctrl-C or "
           "SIGTERM stops it.", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
-                            h11_max_incomplete_event_size=16 * 2**10)
+    config = uvicorn.Config(app, http=http_protocol(read_timeout), log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=30, h11_max_incomplete_event_size=16 * 2**10)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

@@ -251,6 +251,19 @@ def test_a_client_that_sends_slowly_gets_a_408(server, test_set):
     assert_still_serving(port, test_set)
 
 
+def test_a_client_that_sends_its_headers_slowly_gets_a_408(server, test_set):
+    port, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        for byte in b"POST /v1/models/fast:predict HTTP/1.1\r\nHost: x\r\n":  # a slowloris: never done
+            connection.sendall(bytes([byte]))
+            time.sleep(0.01)
+        started = time.monotonic()
+        status, answer = read_answer(connection)
+    assert status == 408 and "headers did not arrive within 1 s" in answer["error"]
+    assert time.monotonic() - started < 5
+    assert_still_serving(port, test_set)
+
+
 @contextmanager
 def in_process(app):
     """The app on a real uvicorn in a thread of this process, on a free loopback port (to read its counters)."""
@@ -288,23 +301,41 @@ def concurrently(port, images):
     return answers
 
 
-def test_concurrent_requests_share_one_runtime_call_and_each_gets_its_own_answer(onnx_model, test_set):
+@pytest.fixture(scope="module")
+def onnx_runner(onnx_model):
     from fmnist.ship.ood import calibrate
     from fmnist.ship.runtimes import open_model
-    from fmnist.ship.serve import create_app
 
     runner = open_model(onnx_model)
-    calibration = calibrate(runner)
+    return runner, calibrate(runner)
+
+
+def test_concurrent_requests_share_one_runtime_call_and_each_gets_its_own_answer(onnx_runner, test_set):
+    from fmnist.ship.serve import create_app
+
+    runner, calibration = onnx_runner
     images = test_set[0][:24]
     expected = runner.probabilities(images)
-    for max_batch, most_calls in ((64, 3), (8, 6)):  # a wide window, so the threads' requests surely meet in it
-        app = create_app(runner, calibration, "fast", window=0.5, max_batch=max_batch)
+    for max_batch, most_calls in ((64, 2), (8, 4)):  # a whole window for each batch: the requests surely meet in it
+        app = create_app(runner, calibration, "fast", window=1.0, max_batch=max_batch, eager=False)
         with in_process(app) as port:
             answers = concurrently(port, images)
         batcher = app.state.model.batcher
         assert all(status == 200 for status, _ in answers)
         np.testing.assert_allclose([answer["predictions"][0] for _, answer in answers], expected, atol=1e-5)
         assert batcher.images == 24 and 24 / max_batch <= batcher.calls <= most_calls, batcher.calls
+
+
+def test_a_request_alone_does_not_wait_for_the_window(onnx_runner, test_set):
+    from fmnist.ship.serve import create_app
+
+    runner, calibration = onnx_runner
+    app = create_app(runner, calibration, "fast", window=2.0)  # eager, as served
+    with in_process(app) as port:
+        predict(port, test_set[0][:1])  # the first request warms the runtime up
+        started = time.monotonic()
+        status, _ = predict(port, test_set[0][1:2])
+    assert status == 200 and time.monotonic() - started < 1.0
 
 
 def test_a_keras_model_adds_the_heat_map(fast_run, onnx_model, test_set):
