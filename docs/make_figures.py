@@ -6,7 +6,8 @@
 
 The figures of a run come from `python fashion_mnist.py --model fast` (seed 1337): the confusion matrix, the most
 confident mistakes, the feature maps, the Grad-CAM maps of the most confused pair, the training curves, what
-TensorBoard shows at the first and the last epoch, and `predict --explain` on docs/t-shirt.png. The batch-size
+TensorBoard shows at the first and the last epoch (and a screenshot of it, where Playwright and Debian's chromium
+are installed), and `predict --explain` on docs/t-shirt.png. The batch-size
 figure comes from SWEEP below. Every number goes to docs/figures.json, which the README's numbers are checked
 against (tests/test_figures.py).
 """
@@ -77,6 +78,58 @@ def plot_tensorboard_images(pngs):
     return fig
 
 
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium; Playwright never downloads its own browser here
+
+
+def screenshot_tensorboard(logdir, path, tag="validation/predictions"):
+    """A real screenshot of TensorBoard's IMAGES tab on `logdir`, taken by Playwright in headless Chromium; skipped
+    with a note where either is missing."""
+    import socket
+    import urllib.request
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("Skipped the TensorBoard screenshot: pip install playwright (and apt-get install chromium)")
+        return False
+    if not CHROMIUM.exists():
+        print(f"Skipped the TensorBoard screenshot: no {CHROMIUM} (apt-get install chromium)")
+        return False
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
+                               "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # TensorBoard answers once it has read the event files
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/data/logdir", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("TensorBoard did not start") from None
+                time.sleep(0.5)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1000, "height": 980})
+            page.goto(f"http://127.0.0.1:{port}/#images")
+            page.get_by_label("Filter tags").fill(tag)  # one card: the predictions at every epoch
+            page.get_by_text("Show actual image size").click()  # pixel for pixel, so that the captions read
+            page.wait_for_selector("img", timeout=60_000)
+            page.wait_for_timeout(3000)  # the images load after their cards
+            page.screenshot(path=str(path))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"Wrote {path}")
+    return True
+
+
 def make_run_figures(out):
     from fmnist.figures import plot_histories
     from fmnist.run.records import read_history
@@ -92,6 +145,7 @@ def make_run_figures(out):
                  "fast-history.png")
     write_figure(plot_tensorboard_images(tensorboard_images(Path(record["files"]["tensorboard"]) / "images")),
                  "tensorboard-images.png", dpi=100)  # 100: the event files' pixels one for one
+    screenshot_tensorboard(Path(record["files"]["tensorboard"]).parent, DOCS / "tensorboard.png")
 
     # predict --explain writes beside the photo and never overwrites: explain a copy, then move the figure here.
     photo = out / "t-shirt.png"

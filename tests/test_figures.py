@@ -135,5 +135,6 @@ def test_the_readme_quotes_the_numbers_of_the_run_that_drew_the_figures_in_docs(
     accuracies = [f"{runs[size]['test_accuracy'] * 100:.2f}" for size in ("64", "256", "512")]
     assert f"{accuracies[0]}, {accuracies[1]} and {accuracies[2]} % test accuracy" in readme
     for name in ("confusion", "misclassified", "feature-maps", "confused-pair", "fast-history", "tensorboard-images",
+                 "tensorboard",
                  "t-shirt-explained", "batch-size"):
         assert (ROOT / "docs" / f"{name}.png").exists(), name
