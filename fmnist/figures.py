@@ -57,9 +57,8 @@ def plot_histories(histories, title=None, validation_only=False, fig=None):
                             markerfacecolor=colour if marker == "o" else "white", label=label)
 
     which = "Validation " if validation_only else ""
-    for ax, what in ((acc_ax, "Accuracy"), (loss_ax, "Loss")):
-        ax.set_title(which + (what.lower() if which else what) + (" (higher is better)" if what == "Accuracy"
-                                                                 else " (lower is better)"))
+    for ax, what, better in ((acc_ax, "Accuracy", "higher"), (loss_ax, "Loss", "lower")):
+        ax.set_title(f"{which}{what.lower() if which else what} ({better} is better)")
         ax.set_xlabel("epoch (one pass over the training images)")
         ax.set_ylabel(what.lower())
         ax.grid(True, alpha=0.3)
@@ -73,10 +72,11 @@ def plot_histories(histories, title=None, validation_only=False, fig=None):
         else:
             ax.text(0.5, 0.5, f"no {which.lower()}{what.lower()} recorded", transform=ax.transAxes, ha="center",
                     color="grey")
-    if title is None:
-        title = (f"{next(iter(histories))}: training and validation, epoch by epoch" if one_run else
-                 f"{len(histories)} runs, epoch by epoch" + ("" if validation_only else
-                                                            " (training solid, validation dashed)"))
+    if title is None and one_run:
+        title = f"{next(iter(histories))}: training and validation, epoch by epoch"
+    elif title is None:
+        title = f"{len(histories)} run{'s' * (len(histories) != 1)}, epoch by epoch"
+        title += "" if validation_only else " (training solid, validation dashed)"
     if title:
         fig.suptitle(title)
     return fig
