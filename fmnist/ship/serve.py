@@ -405,7 +405,7 @@ def serve(model_path, host="127.0.0.1", port=8500, *, name=None, threads=THREADS
     finished first). .onnx and .tflite files are served without importing TensorFlow."""
     import uvicorn
 
-    from fmnist.data import load_fashion_mnist
+    from fmnist.data import find_data_dir, read_idx_file
     from fmnist.ship.ood import calibration_for
     from fmnist.ship.runtimes import open_model
 
@@ -416,10 +416,12 @@ def serve(model_path, host="127.0.0.1", port=8500, *, name=None, threads=THREADS
         raise UserError(f"{name!r:.80} is not usable as a model name in a URL; give --name with letters, digits, . _ -")
     sock = listen(host, port)  # before the slow part: a port in use is said at once
     runner = open_model(model_path, threads)
-    data = load_fashion_mnist()
-    calibration = calibration_for(runner, model_path, data)
-    app = create_app(runner, calibration, name, (data.x_test, data.y_test), read_timeout=read_timeout)
-    del data  # the 60,000 training images were for the flag's calibration only
+    folder, _ = find_data_dir()
+    test_set = tuple(read_idx_file(folder / f"t10k-{kind}-idx{rank}-ubyte.gz") for kind, rank in (("images", 3),
+                                                                                                  ("labels", 1)))
+    # The training images are read only when the card beside the model holds no calibration.
+    calibration = calibration_for(runner, model_path)
+    app = create_app(runner, calibration, name, test_set, read_timeout=read_timeout)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
     print(f"Serving {model_path} ({runner.kind}) as {name!r} at {url}/ after {time.perf_counter() - started:.1f} s; "
           f"TF Serving API at {url}/v1/models/{name}; batching within {WINDOW_S * 1e3:g} ms, up to {MAX_BATCH} "
