@@ -266,6 +266,10 @@ def open_model(path, threads=None, *, keras_only=False):
     kind = kind_of(path)
     if keras_only and kind != "keras":
         raise UserError(f"{path}: this command takes a .keras model (the file training writes to models/)")
+    if kind == "keras":
+        from fmnist.evaluation import check_keras_archive
+
+        check_keras_archive(path)  # a look at the zip's directory: a file that is no .keras answers at once
     trial = Trial(path, kind)
     require(RUNTIME_MODULE[kind])  # imported here while the child works: the two overlap on a second core
     trial.check()
@@ -368,11 +372,11 @@ def check_declared_parameters(path):
     import json
     import zipfile
 
-    import keras
-
     from fmnist.evaluation import check_keras_archive
 
     check_keras_archive(path)
+    import keras
+
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))

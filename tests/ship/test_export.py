@@ -128,13 +128,30 @@ def readme_snippets():
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
+# The README gives the ONNX snippet in full and the .tflite way in one line: the same snippet through this call.
+LITERT_WAY = "ai_edge_litert.interpreter.Interpreter(path).get_signature_runner()"
+LITERT_LINES = (  # (in the ONNX snippet, in its LiteRT twin), applied in order
+    ("import onnxruntime as ort", "from ai_edge_litert.interpreter import Interpreter"),
+    ("models/RUN.onnx", "models/RUN.tflite"),
+    ('session = ort.InferenceSession("models/RUN.tflite")',
+     'runner = Interpreter("models/RUN.tflite").get_signature_runner()'),
+    ('session.run(None, {card["input"]["name"]: images})[0]',
+     'runner(**{card["input"]["name"]: images})[card["output"]["name"]]'),
+)
+
+
 @pytest.mark.parametrize("runtime", ["onnxruntime", "ai_edge_litert"])
 def test_the_readme_snippet_runs_the_exported_file(exported, runtime, tmp_path):
     """The snippet as printed, with the README's example path replaced by the exported file."""
     import subprocess
 
     out, _ = exported
-    snippet = next(s for s in readme_snippets() if f"import {runtime}" in s or f"from {runtime}" in s)
+    snippet = next(s for s in readme_snippets() if "import onnxruntime" in s)
+    if runtime == "ai_edge_litert":
+        assert LITERT_WAY in (ROOT / "README.md").read_text()
+        for onnx_line, litert_line in LITERT_LINES:
+            assert onnx_line in snippet
+            snippet = snippet.replace(onnx_line, litert_line)
     assert len(snippet.strip().splitlines()) <= 12 and "fmnist" not in snippet
     script = tmp_path / "snippet.py"
     script.write_text(snippet.replace("models/RUN", str(out / "fast")))
