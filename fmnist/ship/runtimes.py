@@ -327,12 +327,12 @@ class Trial:
         finally:
             if self.child.poll() is None:  # Ctrl-C while waiting: the child goes too
                 self.child.kill()
+        if self.child.returncode == 0:
+            return
         if any(sign in stderr.lower() for sign in ("memoryerror", "resourceexhausted", "bad_alloc", "allocat")):
             raise UserError(f"{path}: opening and running it takes more than {CHILD_MEMORY_BYTES // 2**30} GiB of "
                             "memory (tried in a separate process), more than any model here; not loading it")
         errors = [line.removeprefix("error: ") for line in stderr.splitlines() if line.startswith("error: ")]
-        if self.child.returncode == 0:
-            return
         if errors:
             raise UserError(errors[-1])
         code = self.child.returncode
@@ -375,7 +375,7 @@ def check_declared_parameters(path):
     from fmnist.evaluation import check_keras_archive
 
     check_keras_archive(path)
-    import keras
+    import keras  # only now: a file that is no .keras archive never costs TensorFlow's import
 
     try:
         with zipfile.ZipFile(path) as archive:
