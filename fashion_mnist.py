@@ -7,8 +7,9 @@
     python fashion_mnist.py --resume RUN              # continue a run stopped by Ctrl-C, SIGTERM or a crash
     python fashion_mnist.py --sweep batch_size=64,256,512     # one run per value, then a comparison
     python fashion_mnist.py evaluate models/RUN.keras         # the test report of a saved model
-    python fashion_mnist.py predict models/RUN.keras shirt.jpg  # classify your own pictures (--explain: why)
+    python fashion_mnist.py predict models/RUN.keras shirt.jpg  # your own pictures or folders (--explain: why)
     python fashion_mnist.py export models/RUN.keras --int8      # SavedModel, ONNX and LiteRT files, checked
+    python fashion_mnist.py serve models/RUN.onnx               # TF Serving's REST API and a page, on :8500
     python fashion_mnist.py show-data                 # a sprite of sample images per class
     tensorboard --logdir=tensorboard_logs             # watch the runs
 

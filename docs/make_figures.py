@@ -6,9 +6,9 @@
 
 The figures of a run come from `python fashion_mnist.py --model fast` (seed 1337): the confusion matrix, the most
 confident mistakes, the feature maps, the Grad-CAM maps of the most confused pair, the training curves, what
-TensorBoard shows at the first and the last epoch (and a screenshot of it, where Playwright and Debian's chromium
-are installed), and `predict --explain` on docs/t-shirt.png. The batch-size
-figure comes from SWEEP below. Every number goes to docs/figures.json, which the README's numbers are checked
+TensorBoard shows at the first and the last epoch, `predict --explain` on docs/t-shirt.png, and screenshots of
+TensorBoard and of the `serve` page with that photo (where Playwright and Debian's chromium are installed). The
+batch-size figure comes from SWEEP below. Every number goes to docs/figures.json, which the README's numbers are checked
 against (tests/test_figures.py).
 """
 
@@ -30,7 +30,6 @@ RUN = ["--model", "fast", "--run-name", "docs-fast"]
 # runs take minutes on 2 cores (the whole set takes about an hour there).
 SWEEP = ["--sweep", "batch_size=64,256,512", "--learning-rate", "0.01", "--limit", "10000", "--epochs", "6",
          "--run-name", "docs-batch"]
-REPORT_FIGURES = ("confusion", "misclassified", "feature-maps", "confused-pair")
 
 
 def train(args, out):
@@ -82,45 +81,68 @@ CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium; Playwright never down
 
 
 def screenshot_tensorboard(logdir, path, tag="validation/predictions"):
-    """A real screenshot of TensorBoard's IMAGES tab on `logdir`, taken by Playwright in headless Chromium; skipped
-    with a note where either is missing."""
+    """A real screenshot of TensorBoard's IMAGES tab on `logdir`, taken by Playwright in headless Chromium."""
+
+    def show(page):
+        page.get_by_label("Filter tags").fill(tag)  # one card: the predictions at every epoch
+        page.get_by_text("Show actual image size").click()  # pixel for pixel, so that the captions read
+        page.wait_for_selector("img", timeout=60_000)
+        page.wait_for_timeout(3000)  # the images load after their cards
+
+    return screenshot([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"],
+                      "data/logdir", "#images", show, path, viewport={"width": 1000, "height": 980})
+
+
+def screenshot_serve_page(model, photo, path):
+    """The page of `serve` for the run's .keras model (so with its heat map), after a photo was chosen."""
+
+    def show(page):
+        page.set_input_files("#file", str(photo))
+        page.wait_for_selector("#bars .bar", timeout=60_000)
+        page.wait_for_timeout(500)
+
+    name = Path(model).stem
+    return screenshot([sys.executable, str(ROOT / "fashion_mnist.py"), "serve", str(model)], f"v1/models/{name}",
+                      "", show, path, viewport={"width": 900, "height": 640})
+
+
+def screenshot(command, ready_path, fragment, show, path, *, viewport):
+    """Start the server `command` (given --port), wait until `ready_path` answers, open the page at `fragment`,
+    let `show` set it up, and save a screenshot to `path`: by Playwright in headless Chromium, skipped with a note
+    where either is missing."""
     import socket
     import urllib.request
 
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        print("Skipped the TensorBoard screenshot: pip install playwright (and apt-get install chromium)")
+        print(f"Skipped {path.name}: pip install playwright (and apt-get install chromium)")
         return False
     if not CHROMIUM.exists():
-        print(f"Skipped the TensorBoard screenshot: no {CHROMIUM} (apt-get install chromium)")
+        print(f"Skipped {path.name}: no {CHROMIUM} (apt-get install chromium)")
         return False
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
-                               "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              cwd=ROOT)
     try:
-        deadline = time.monotonic() + 60
-        while True:  # TensorBoard answers once it has read the event files
+        deadline = time.monotonic() + 120
+        while True:  # the server answers once it has loaded what it serves
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/data/logdir", timeout=2)
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/{ready_path}", timeout=2)
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("TensorBoard did not start") from None
+                    raise RuntimeError(f"{command[1]} did not start") from None
                 time.sleep(0.5)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1000, "height": 980})
-            page.goto(f"http://127.0.0.1:{port}/#images")
-            page.get_by_label("Filter tags").fill(tag)  # one card: the predictions at every epoch
-            page.get_by_text("Show actual image size").click()  # pixel for pixel, so that the captions read
-            page.wait_for_selector("img", timeout=60_000)
-            page.wait_for_timeout(3000)  # the images load after their cards
+            page = browser.new_page(viewport=viewport)
+            page.goto(f"http://127.0.0.1:{port}/{fragment}")
+            show(page)
             page.screenshot(path=str(path))
             browser.close()
     finally:
@@ -132,6 +154,7 @@ def screenshot_tensorboard(logdir, path, tag="validation/predictions"):
 
 def make_run_figures(out):
     from fmnist.figures import plot_histories
+    from fmnist.run.names import REPORT_FIGURES
     from fmnist.run.records import read_history
 
     seconds = train(RUN, out)
@@ -156,6 +179,7 @@ def make_run_figures(out):
     explained = json.loads(predicted.stdout[predicted.stdout.index("["):])[0]  # the JSON follows any notices
     shutil.move(explained["explained"], DOCS / "t-shirt-explained.png")
     print("Wrote docs/t-shirt-explained.png")
+    screenshot_serve_page(record["files"]["model"], DOCS / "t-shirt.png", DOCS / "serve-page.png")
 
     test = record["test"]
     return {"command": "python fashion_mnist.py --model fast", "run_seconds": round(seconds),
