@@ -3,8 +3,9 @@
 Keras 3's own `model.export` writes the SavedModel, ONNX (through tf2onnx) and LiteRT files; TensorFlow Lite's
 converter writes the int8 file. Every file is written under a temporary name in the output folder
 (fmnist.run.files.staged), loaded in its own runtime (fmnist.ship.runtimes), run on the 10,000 test images and
-compared with the Keras model; only then is it renamed into place, with a JSON card beside it that says how to
-call it. A file that fails its check is removed, and the command exits 1 saying why.
+compared with the Keras model; only then is it renamed into place, together with its JSON card (how to call it)
+and its Markdown model card (fmnist.ship.card). A file that fails its check is removed, and the command exits 1
+saying why.
 """
 
 import contextlib
@@ -45,7 +46,7 @@ class Check:
 
 
 def output_paths(folder, stem, formats, int8):
-    """{format: path} for the files to write, and the card of each beside it (path + '.json')."""
+    """{format: path} for the files to write (each one's cards go beside it: path + CARD_SUFFIXES)."""
     paths = {f: folder / f"{stem}{SUFFIX[f]}" for f in formats}
     if int8:
         paths["int8"] = folder / f"{stem}{SUFFIX['int8']}"
@@ -67,15 +68,16 @@ def export_model(model_path, formats, int8, out, *, data_dir=None, verify=True):
         formats = (*formats, "litert")  # the int8 file is measured against the float one
     created = not (Path(out) if out else model_path.parent).exists()
     folder = writable_folder(out or model_path.parent)
-    suffixes = [SUFFIX[f] + extra for f in output_paths(folder, "", formats, int8) for extra in ("", *CARD_SUFFIXES)]
+    suffixes = [SUFFIX[f] + extra for f in [*formats, *(["int8"] if int8 else [])] for extra in ("", *CARD_SUFFIXES)]
     try:
         # The names are taken at the start (an empty NAME.exporting while it works), so that a second export of
         # the same model at once gets NAME-2 instead of finding its files taken at the end.
         with claimed_name(folder, model_path.stem, suffixes, CLAIM_SUFFIX) as stem:
             paths = output_paths(folder, stem, formats, int8)
             for path in paths.values():  # an export killed outright left these; the name is ours now
-                for leftover in [t for p in (path, *(f"{path}{s}" for s in CARD_SUFFIXES)) for t in temporary_files(p)]:
-                    remove(leftover)
+                for written in (path, *(f"{path}{suffix}" for suffix in CARD_SUFFIXES)):
+                    for leftover in temporary_files(written):
+                        remove(leftover)
             _export_files(model_path, paths, data_dir, verify)
     except BaseException:
         if created:
