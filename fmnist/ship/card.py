@@ -71,7 +71,7 @@ def run_record_of(keras_model):
     record_path = Path(keras_model).parent.parent / "history" / f"{Path(keras_model).stem}.json"
     try:
         record = json.loads(read_capped(record_path))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # as fmnist.run.resume reads a record
         return None
     model_file = record.get("files", {}).get("model", "") if isinstance(record, dict) else ""
     return record if isinstance(model_file, str) and Path(model_file).name == Path(keras_model).name else None

@@ -152,13 +152,14 @@ def predict_files(model_path, image_paths, as_json=False, explain=False, csv_pat
             results.append({"file": str(path), "error": str(e)})
         _progress(done, len(files))
     if images:
-        probabilities = runner.probabilities(np.stack(images))
-        flagged, scores = flags(calibration, np.stack(images), probabilities)
+        images = np.stack(images)
+        probabilities = runner.probabilities(images)
+        flagged, scores = flags(calibration, images, probabilities)
         done = [result for result in results if "error" not in result]
         for result, p, flag, score in zip(done, probabilities, flagged, scores, strict=True):
             result.update(top=top_classes(p), not_a_garment=bool(flag), ood_score=round(float(score), 3))
         if explain:
-            paths = write_explanations(runner.model, np.stack(images), probabilities, [r["file"] for r in done])
+            paths = write_explanations(runner.model, images, probabilities, [r["file"] for r in done])
             for result, path in zip(done, paths, strict=True):
                 result["explained"] = str(path)
     if csv_path is not None:
