@@ -2,6 +2,7 @@
 machine is shared and noisy): only that they measure what they say and print it."""
 
 import re
+import statistics
 
 import pytest
 from conftest import run_script
@@ -26,24 +27,40 @@ def test_train_speed_prints_a_ratio_for_each_setting():
 
 
 @pytest.mark.parametrize("keep", ["best", "last"])
-def test_time_to_accuracy_runs_the_command_line_and_reports_the_accuracy_it_printed(keep):
+def test_time_to_accuracy_runs_the_command_line_per_seed_and_reports_the_accuracy_it_printed(keep):
     model = ["--model", "lenet"] if keep == "best" else ["--model=lenet"]  # both spellings replace --model fast
-    baseline = ["--baseline-rounds", "1", "--baseline-images", "1024"] if keep == "last" else ["--baseline-rounds", "0"]
-    proc = run_script("benchmarks/time_to_accuracy.py", "--runs", "1", *baseline, "--", *model, "--epochs", "2",
+    # keep=last: two seeds, and the baseline timed before, between and after them
+    seeds, baseline = (["7"], ["--baseline-rounds", "0"]) if keep == "best" else (
+        ["7", "8"], ["--baseline-rounds", "1", "--baseline-images", "1024"])
+    proc = run_script("benchmarks/time_to_accuracy.py", "--seeds", *seeds, *baseline, "--", *model, "--epochs", "2",
                       "--limit", "3000", "--keep", keep)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"Command: python fashion_mnist.py {' '.join(model)} --epochs 2 --limit 3000 --keep {keep}  (1 runs)" \
-        in proc.stdout
-    run = re.search(r"run 1: 93% at never, 94% at never, 95% at never; final (0\.\d+) .* after 2 epochs, "
-                    r"\d+ s in all, peak RSS [\d.]+ GB; per epoch \[(0\.\d+), (0\.\d+)\]", proc.stdout)
-    assert run, proc.stdout[-2000:]
-    final, first, second = (float(x) for x in run.groups())
-    # The run reports on the weights of the epoch it kept, as measured at that epoch's end.
-    assert final == second if keep == "last" else final in (first, second)
-    assert 0.6 < final < 0.93  # 3,000 images for 2 epochs learn something, and nothing like the targets
-    assert "Median of 1: " in proc.stdout
-    if keep == "last":  # with the baseline measured, every time is also in baseline epochs
-        assert re.search(r"command to result \d+ s \(\d+\.\d\d baseline epochs\)", proc.stdout), proc.stdout[-1000:]
+    assert (f"Command: python fashion_mnist.py {' '.join(model)} --epochs 2 --limit 3000 --keep {keep} --seed S  "
+            f"(seeds {', '.join(seeds)})") in proc.stdout
+    finals = []
+    for seed in seeds:
+        run = re.search(rf"^seed {seed}: 93% at never, 94% at never, 95% at never, 96% at never; final (0\.\d+) "
+                        r".* after 2 epochs, \d+ s in all, peak RSS [\d.]+ GB; per epoch \[(0\.\d+), (0\.\d+)\]",
+                        proc.stdout, re.MULTILINE)
+        assert run, proc.stdout[-2000:]
+        final, first, second = (float(x) for x in run.groups())
+        # The run reports on the weights of the epoch it kept, as measured at that epoch's end.
+        assert final == second if keep == "last" else final in (first, second)
+        assert 0.6 < final < 0.93  # 3,000 images for 2 epochs learn something, and nothing like the targets
+        finals.append(100 * final)
+    summary = re.search(rf"^Over seeds {', '.join(seeds)}: test accuracy (\d+\.\d\d)( ± (\d+\.\d\d))? %; "
+                        r"command to result \d+ (± \d+ )?s", proc.stdout, re.MULTILINE)
+    assert summary, proc.stdout[-1000:]
+    assert float(summary.group(1)) == pytest.approx(statistics.mean(finals), abs=0.006)
+    if len(seeds) > 1:
+        assert float(summary.group(3)) == pytest.approx(statistics.stdev(finals), abs=0.006)
+    if keep == "last":  # with the baseline measured, every time is also in baseline epochs of the fastest baseline
+        assert re.search(r"command to result \d+ ± \d+ s \(\d+\.\d\d ± \d+\.\d\d baseline epochs\) "
+                         r"\(fastest \d+\.\d\d\)", proc.stdout), proc.stdout[-1000:]
+        measured = re.search(r"^Baseline epochs measured: ([\d.]+), ([\d.]+), ([\d.]+) s; the unit is the fastest, "
+                             r"([\d.]+) s", proc.stdout, re.MULTILINE)  # before, between and after the two runs
+        assert measured, proc.stdout[-1000:]
+        assert float(measured.group(4)) == min(float(x) for x in measured.groups()[:3])
 
 
 def test_inference_speed_times_every_runtime_at_batch_1_and_a_large_batch():

@@ -34,9 +34,9 @@ def test_heat_maps_build_for_every_architecture(name):
         layer = feature_layer(model)
         assert method_name(model).startswith("Grad-CAM") and layer.name in method_name(model)
         assert layer.output.shape[1] >= MIN_SIDE
-        # fast, best: the ReLU that ends their 14x14 block (convolution, batch norm, ReLU); resnet18: the output of its
-        # second stage's last block
-        expected = {"cnn": (24, "conv2d"), "lenet": (10, "conv2d"), "fast": (14, "re_lu"), "best": (14, "re_lu"),
+        # best: the ReLU that ends its 14x14 block (convolution, batch norm, ReLU); fast pools its 14x14 convolution
+        # before the batch norm, so the convolution itself; resnet18: the output of its second stage's last block
+        expected = {"cnn": (24, "conv2d"), "lenet": (10, "conv2d"), "fast": (14, "conv2d"), "best": (14, "re_lu"),
                     "resnet18": (14, "re_lu")}[name]
         assert (layer.output.shape[1], layer.name.rstrip("_0123456789")) == expected
 
