@@ -3,7 +3,10 @@
 import os
 import platform
 
+from fmnist.quiet import hide_cuda_noise
 from fmnist.speed.cpu import cpu_mhz, cpu_model, flop_per_cycle, isa_flags
+
+hide_cuda_noise()  # every benchmark imports this module before TensorFlow: no CUDA lines without a GPU
 
 
 def peak_flops(policy):

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as in the runs it times
 sys.path.insert(0, str(ROOT))
 
 from fmnist.config import Number  # noqa: E402

@@ -149,8 +149,8 @@ def build_fast():
     One convolution per resolution (28x28x16, 14x14x48, 7x7x96), then a dense head of 128: on a CPU an epoch
     costs what the FLOPs and the activations at full resolution cost, so the net keeps both small. The 16
     channels at 28x28 and pooling before batch norm made an epoch cost about half of the 32 -> 64 -> 128 net with
-    dense 256 that `fast` was until 2026-12-03, for 0.1 points less after the same epochs; two more epochs buy
-    that back (docs/experiments.md). Batch norm (the fused kernel of fmnist/speed/fast_ops.py) lets it learn at a
+    dense 256 that `fast` was until 2026-12-03, for a few tenths of a point less after the same epochs; one more
+    epoch buys most of that back (docs/experiments.md). Batch norm (the fused kernel of fmnist/speed/fast_ops.py) lets it learn at a
     high rate from the first epoch; a run of a few epochs does not overfit, so there is no dropout.
     """
     return _conv_pool_dense("fast", [[16], [48], [96]], dense_units=128, dropout=0, batch_norm=True, pool_first=True)
@@ -191,8 +191,8 @@ RECIPES = {
     # second; batch 128 learnt more per epoch than 256 at the same speed. A cosine schedule does its best work in
     # its last epochs, so no early stop, and the run keeps its last epoch. Nothing is chosen on the validation set,
     # so 2 % of the images are enough to watch it (docs/experiments.md).
-    "fast": dict(epochs=7, batch_size=128, learning_rate=4e-3, schedule="cosine", warmup_epochs=0.3,
-                 weight_decay=5e-4, augment="flip", tta="flip", patience=7, keep="last", val_fraction=0.02),
+    "fast": dict(epochs=6, batch_size=128, learning_rate=4e-3, schedule="cosine", warmup_epochs=0.3,
+                 weight_decay=5e-4, augment="flip", tta="flip", patience=6, keep="last", val_fraction=0.02),
     # A long run, so more augmentation against overfitting, and test-time copies with the shifts it trained on.
     # Keras scales AdamW's decay by the learning rate, so 0.05 is what shrinks the weights noticeably. As in
     # `fast`, nothing is chosen on the validation set, so it keeps only 2 % of the images.
@@ -203,6 +203,6 @@ RECIPES = {
 
 
 def recipe_note(key, default):
-    """`(default: 20; fast: 7; best: 78)`, for --help."""
+    """`(default: 20; fast: 6; best: 78)`, for --help."""
     notes = [f"default: {default}"] + [f"{model}: {r[key]}" for model, r in RECIPES.items() if key in r]
     return f"({'; '.join(notes)})"
