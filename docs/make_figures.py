@@ -3,6 +3,7 @@
     python docs/make_figures.py             # the fast run (about 3-6 minutes on 2 cores), then the batch-size sweep
     python docs/make_figures.py --skip-sweep  # only the figures of the fast run
     python docs/make_figures.py --only-sweep  # only docs/batch-size.png
+    python docs/make_figures.py --out runs/   # and keep the runs' models and histories in runs/
 
 The figures of a run come from `python fashion_mnist.py --model fast` (seed 1337): the confusion matrix, the most
 confident mistakes, the feature maps, the Grad-CAM maps of the most confused pair, the training curves, what
@@ -13,6 +14,7 @@ against (tests/test_figures.py).
 """
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -212,6 +214,8 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skip-sweep", action="store_true", help="only the figures of the fast run")
     parser.add_argument("--only-sweep", action="store_true", help="only the batch-size figure")
+    parser.add_argument("--out", type=Path, help="keep the runs' files (models, histories) in this folder; by "
+                        "default they go to a temporary one, removed at the end")
     args = parser.parse_args(argv)
     import matplotlib
 
@@ -219,7 +223,8 @@ def main(argv):
     numbers_path = DOCS / "figures.json"
     numbers = json.loads(numbers_path.read_text()) if numbers_path.exists() else {}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    with tempfile.TemporaryDirectory(prefix="docs-figures-") as out:
+    folder = contextlib.nullcontext(args.out) if args.out else tempfile.TemporaryDirectory(prefix="docs-figures-")
+    with folder as out:
         if not args.only_sweep:
             numbers["fast"] = {**make_run_figures(Path(out) / "fast"), "commit": commit.stdout.strip()}
         if not args.skip_sweep:

@@ -40,6 +40,37 @@ def test_cnn_is_the_baseline_architecture():
     assert model.count_params() == 3_709_626, BASELINE_GUARD
 
 
+def test_fast_and_balanced_pool_before_batch_norm_and_best_after():
+    def kinds(name):
+        return [type(layer).__name__ for layer in build_model(name).layers]
+
+    pooled_first = ["Conv2D", "MaxPooling2D", "BatchNormalization", "ReLU"]
+    unpooled = ["Conv2D", "BatchNormalization", "ReLU"]
+    for name in ("fast", "balanced"):
+        assert kinds(name) == ["Rescaling", *pooled_first, *pooled_first, *unpooled, "Flatten", "Dense", "Dense"]
+    assert kinds("best") == ["Rescaling", *unpooled, "MaxPooling2D", *unpooled * 2, "MaxPooling2D", *unpooled * 2,
+                             "Flatten", "Dropout", "Dense", "Dropout", "Dense"]
+    assert build_model("fast").count_params() < build_model("balanced").count_params() / 2
+
+
+def test_pooling_before_batch_norm_and_relu_computes_the_same_at_inference():
+    """Why `fast` may pool first: max-pooling commutes with a per-channel increasing map, which batch norm with a
+    positive scale and ReLU are (at inference; in training the batch statistics are those of what it sees)."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 8, 8, 3)).astype("float32")
+    norm = keras.layers.BatchNormalization()
+    norm.build(x.shape)
+    norm.set_weights([rng.uniform(0.5, 2, 3), rng.normal(size=3), rng.normal(size=3), rng.uniform(0.5, 2, 3)])
+    pool, relu = keras.layers.MaxPooling2D(2), keras.layers.ReLU()
+    after = pool(relu(norm(x, training=False)))
+    before = relu(norm(pool(x), training=False))
+    np.testing.assert_allclose(before, after, rtol=1e-6, atol=1e-6)
+    norm.set_weights([-np.ones(3), *norm.get_weights()[1:]])  # a negative scale reverses the order: not the same
+    assert not np.allclose(pool(relu(norm(x, training=False))), relu(norm(pool(x), training=False)))
+
+
 def test_resnet18_has_the_published_size_and_scales_its_width():
     full = build_model("resnet18")
     # 11.2 M parameters as in ResNet-18, minus the 7x7 RGB stem and the 1000-way head.
