@@ -147,18 +147,18 @@ def build_fast():
     """A lean conv net for fast training on a CPU (trained with the `fast` recipe below).
 
     One convolution per resolution (28x28x16, 14x14x48, 7x7x96), then a dense head of 128: on a CPU an epoch
-    costs what the FLOPs and the activations at full resolution cost, so the net keeps both small. The 16
-    channels at 28x28 and pooling before batch norm made an epoch cost about half of the 32 -> 64 -> 128 net with
-    dense 256 that `fast` was until 2026-12-03, for a few tenths of a point less after the same epochs; one more
-    epoch buys most of that back (docs/experiments.md). Batch norm (the fused kernel of fmnist/speed/fast_ops.py) lets it learn at a
-    high rate from the first epoch; a run of a few epochs does not overfit, so there is no dropout.
+    costs what the FLOPs and the activations at full resolution cost, so the net keeps both small. 16 channels at
+    28x28 and pooling before batch norm halved the cost of a step against the 32 -> 64 -> 128 net with dense 256
+    that `fast` was until 2026-12-03; for 6 epochs instead of 5 it scores 0.1 points less in 0.8 times the time
+    (docs/experiments.md). Batch norm (the fused kernel of fmnist/speed/fast_ops.py) lets it learn at a high rate
+    from the first epoch; a run of a few epochs does not overfit, so there is no dropout.
     """
     return _conv_pool_dense("fast", [[16], [48], [96]], dense_units=128, dropout=0, batch_norm=True, pool_first=True)
 
 
 def build_balanced():
     """`fast` with more channels from 14x14 on (28x28x16, 14x14x64, 7x7x128) and dense 256, for a run of 20
-    epochs with shifts (the `balanced` recipe below): 1.7 M parameters, about 1.5 times `fast`'s arithmetic."""
+    epochs with shifts (the `balanced` recipe below): 1.7 M parameters, about 1.7 times `fast`'s arithmetic."""
     return _conv_pool_dense("balanced", [[16], [64], [128]], dense_units=256, dropout=0, batch_norm=True,
                             pool_first=True)
 
@@ -215,6 +215,6 @@ RECIPES = {
 
 
 def recipe_note(key, default):
-    """`(default: 20; fast: 6; best: 78)`, for --help."""
+    """`(default: 20; fast: 6; balanced: 20; best: 78)`, for --help."""
     notes = [f"default: {default}"] + [f"{model}: {r[key]}" for model, r in RECIPES.items() if key in r]
     return f"({'; '.join(notes)})"
