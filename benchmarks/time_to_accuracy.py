@@ -122,16 +122,14 @@ def baseline_epoch_seconds(rounds, images):
 
 
 def mean_sd(values, unit=1.0, digits=2):
-    """`mean ± sd` of `values` / `unit` (just the value for one run); None, a run that never got there, wins."""
-    if None in values:
-        return "never"
+    """`mean ± sd` of `values` / `unit` (just the value for one run)."""
     scaled = [v / unit for v in values]
     sd = f" ± {statistics.stdev(scaled):.{digits}f}" if len(scaled) > 1 else ""
     return f"{statistics.mean(scaled):.{digits}f}{sd}"
 
 
 def timing(values, baseline_epoch):
-    """`145 ± 3 s (2.78 ± 0.06 baseline epochs)`, or `never`."""
+    """`145 ± 3 s (2.78 ± 0.06 baseline epochs)`, or `never` where a run (None) never got there."""
     if None in values:
         return "never"
     in_units = f" ({mean_sd(values, baseline_epoch)} baseline epochs)" if baseline_epoch else ""
