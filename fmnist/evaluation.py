@@ -81,11 +81,14 @@ def model_input(model, images):
 # training augmentation: shifted copies help a net trained with shifts and hurt one trained on flips alone
 # (docs/experiments.md).
 TTA_HELP = ("test-time augmentation: average the prediction over the image and its mirror (flip), and also over each "
-            "shifted a pixel left and right (flip-shift)")
+            "shifted a pixel left and right (flip-shift), or left, right, up and down (flip-shift-xy)")
+# (mirrored, pixels shifted down, pixels shifted right) for each copy
+_ONE_PIXEL = {"flip-shift": ((0, 1), (0, -1)), "flip-shift-xy": ((0, 1), (0, -1), (1, 0), (-1, 0))}
 TTA_VIEWS = {
-    "none": ((False, 0),),
-    "flip": ((False, 0), (True, 0)),  # (mirrored, pixels shifted right)
-    "flip-shift": tuple((mirrored, pixels) for mirrored in (False, True) for pixels in (0, 1, -1)),
+    "none": ((False, 0, 0),),
+    "flip": ((False, 0, 0), (True, 0, 0)),
+    **{name: tuple((mirrored, *shift) for mirrored in (False, True) for shift in ((0, 0), *shifts))
+       for name, shifts in _ONE_PIXEL.items()},
 }
 
 
@@ -93,11 +96,11 @@ def predict_probabilities(model, images, batch_size=PREDICT_BATCH, tta="none"):
     """Class probabilities (N, 10) as float32, checked to be probabilities (the last layer must be a softmax).
 
     With `tta` (test-time augmentation) each is the average over copies of the image (TTA_VIEWS): "flip", itself
-    and its mirror; "flip-shift", those and each also shifted a pixel left and right. Clothes mean the same
-    mirrored or moved a little, so each copy is a free further opinion.
+    and its mirror; "flip-shift", those and each also shifted a pixel left and right; "flip-shift-xy", also up
+    and down. Clothes mean the same mirrored or moved a little, so each copy is a free further opinion.
     """
     x = model_input(model, images)
-    views = [_shift_columns(x[:, :, ::-1] if mirrored else x, pixels) for mirrored, pixels in TTA_VIEWS[tta]]
+    views = [_shift(x[:, :, ::-1] if mirrored else x, down, right) for mirrored, down, right in TTA_VIEWS[tta]]
     return checked_probabilities(sum(np.asarray(model.predict(image_batches(view, batch_size), verbose=0),
                                                 dtype="float32") for view in views) / len(views))
 
@@ -132,15 +135,15 @@ def float32_copy(model):
     return copy
 
 
-def _shift_columns(images, pixels):
-    """`images` (N, height, width, ...) moved `pixels` to the right (left if negative); black comes in."""
-    if pixels == 0:
+def _shift(images, down, right):
+    """`images` (N, height, width, ...) moved `down` rows down and `right` columns to the right (up or left if
+    negative); black comes in."""
+    if down == right == 0:
         return images
+    height, width = images.shape[1:3]
     shifted = np.zeros_like(images)
-    if pixels > 0:
-        shifted[:, :, pixels:] = images[:, :, :-pixels]
-    else:
-        shifted[:, :, :pixels] = images[:, :, -pixels:]
+    shifted[:, max(down, 0):height + min(down, 0), max(right, 0):width + min(right, 0)] = \
+        images[:, max(-down, 0):height - max(down, 0), max(-right, 0):width - max(right, 0)]
     return shifted
 
 

@@ -44,7 +44,7 @@ def test_summary_metrics_match_keras():
     assert np.trace(summary["confusion_matrix"]) == round(summary["accuracy"] * 500)
 
 
-@pytest.mark.parametrize("tta, copies", [("none", 1), ("flip", 2), ("flip-shift", 6)])
+@pytest.mark.parametrize("tta, copies", [("none", 1), ("flip", 2), ("flip-shift", 6), ("flip-shift-xy", 10)])
 def test_tta_averages_the_prediction_over_mirrored_and_shifted_copies(tta, copies):
     import keras
 
@@ -58,12 +58,16 @@ def test_tta_averages_the_prediction_over_mirrored_and_shifted_copies(tta, copie
                               keras.layers.Dense(10, activation="softmax")])
     images = load_fashion_mnist().x_test[:50].astype("float32")
     mirrors = images[:, :, ::-1]
-    black = np.zeros((50, 28, 1), "float32")  # a column, coming in on the side the image moves away from
-    flip_shift = []
+    # black, coming in on the side the image moves away from
+    column, row = np.zeros((50, 28, 1), "float32"), np.zeros((50, 1, 28), "float32")
+    flip_shift, flip_shift_xy = [], []
     for image in (images, mirrors):
-        flip_shift += [image, np.concatenate([black, image[:, :, :-1]], axis=2),  # a pixel right
-                       np.concatenate([image[:, :, 1:], black], axis=2)]  # a pixel left
-    expected_copies = {1: [images], 2: [images, mirrors], 6: flip_shift}[copies]
+        sideways = [image, np.concatenate([column, image[:, :, :-1]], axis=2),  # a pixel right
+                    np.concatenate([image[:, :, 1:], column], axis=2)]  # a pixel left
+        flip_shift += sideways
+        flip_shift_xy += [*sideways, np.concatenate([row, image[:, :-1]], axis=1),  # a pixel down
+                          np.concatenate([image[:, 1:], row], axis=1)]  # a pixel up
+    expected_copies = {1: [images], 2: [images, mirrors], 6: flip_shift, 10: flip_shift_xy}[copies]
     expected = np.mean([model.predict(copy, verbose=0) for copy in expected_copies], axis=0)
     averaged = predict_probabilities(model, images, tta=tta)
     np.testing.assert_allclose(averaged, expected, atol=1e-6)
