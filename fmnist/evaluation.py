@@ -82,13 +82,13 @@ def model_input(model, images):
 # (docs/experiments.md).
 TTA_HELP = ("test-time augmentation: average the prediction over the image and its mirror (flip), and also over each "
             "shifted a pixel left and right (flip-shift), or left, right, up and down (flip-shift-xy)")
-# (mirrored, pixels shifted down, pixels shifted right) for each copy
-_ONE_PIXEL = {"flip-shift": ((0, 1), (0, -1)), "flip-shift-xy": ((0, 1), (0, -1), (1, 0), (-1, 0))}
-TTA_VIEWS = {
+_SIDEWAYS = ((0, 0), (0, 1), (0, -1))  # (pixels shifted down, pixels shifted right)
+_FOUR_WAYS = (*_SIDEWAYS, (1, 0), (-1, 0))
+TTA_VIEWS = {  # (mirrored, pixels down, pixels right) for each copy
     "none": ((False, 0, 0),),
     "flip": ((False, 0, 0), (True, 0, 0)),
-    **{name: tuple((mirrored, *shift) for mirrored in (False, True) for shift in ((0, 0), *shifts))
-       for name, shifts in _ONE_PIXEL.items()},
+    "flip-shift": tuple((mirrored, *shift) for mirrored in (False, True) for shift in _SIDEWAYS),
+    "flip-shift-xy": tuple((mirrored, *shift) for mirrored in (False, True) for shift in _FOUR_WAYS),
 }
 
 
@@ -141,10 +141,9 @@ def _shift(images, down, right):
     if down == right == 0:
         return images
     height, width = images.shape[1:3]
-    shifted = np.zeros_like(images)
-    shifted[:, max(down, 0):height + min(down, 0), max(right, 0):width + min(right, 0)] = \
-        images[:, max(-down, 0):height - max(down, 0), max(-right, 0):width - max(right, 0)]
-    return shifted
+    pad = max(abs(down), abs(right))  # zero padding, then the window that moves the image
+    padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (images.ndim - 3))
+    return padded[:, pad - down:pad - down + height, pad - right:pad - right + width]
 
 
 def confusion_matrix(labels, predicted, num_classes=NUM_CLASSES):
