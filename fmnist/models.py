@@ -147,11 +147,10 @@ def build_fast():
     """A lean conv net for fast training on a CPU (trained with the `fast` recipe below).
 
     One convolution per resolution (28x28x16, 14x14x48, 7x7x96), then a dense head of 128: on a CPU an epoch
-    costs what the FLOPs and the activations at full resolution cost, so the net keeps both small. 16 channels at
-    28x28 and pooling before batch norm halved the cost of a step against the 32 -> 64 -> 128 net with dense 256
-    that `fast` was until 2026-12-03; for 6 epochs instead of 5 it scores 0.1 points less in 0.8 times the time
-    (docs/experiments.md). Batch norm (the fused kernel of fmnist/speed/fast_ops.py) lets it learn at a high rate
-    from the first epoch; a run of a few epochs does not overfit, so there is no dropout.
+    costs what the FLOPs and the activations at full resolution cost, so the net keeps both small: 16 channels at
+    28x28, and pooling before batch norm, halve a step's cost (docs/experiments.md). Batch norm (the fused kernel
+    of fmnist/speed/fast_ops.py) lets it learn at a high rate from the first epoch; a run of a few epochs does not
+    overfit, so there is no dropout.
     """
     return _conv_pool_dense("fast", [[16], [48], [96]], dense_units=128, dropout=0, batch_norm=True, pool_first=True)
 
@@ -204,9 +203,7 @@ RECIPES = {
     # its last epochs, so no early stop, and the run keeps its last epoch. Nothing is chosen on the validation set,
     # so 2 % of the images are enough to watch it (docs/experiments.md).
     "fast": dict(_SHORT_RUN, epochs=6, augment="flip", tta="flip", patience=6),
-    # Longer, so shifts as well as flips, and test-time copies shifted every way it trained on: up and down as well
-    # as sideways scored 0.05 points more over its three seeds, and 0.1-0.3 more after shorter runs
-    # (docs/experiments.md).
+    # Longer, so shifts as well as flips, and test-time copies shifted every way it trained on (docs/experiments.md).
     "balanced": dict(_SHORT_RUN, epochs=20, augment="flip-shift", tta="flip-shift-xy", patience=20),
     # A long run, so more augmentation against overfitting, and test-time copies with the shifts it trained on.
     # Keras scales AdamW's decay by the learning rate, so 0.05 is what shrinks the weights noticeably. As in
