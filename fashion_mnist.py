@@ -2,9 +2,9 @@
 
     python fashion_mnist.py                           # the default cnn for 20 epochs
     python fashion_mnist.py --model lenet --epochs 5  # any setting below can be overridden like this
-    python fashion_mnist.py --model fast              # 93 % in about 2 minutes on 2 CPU cores
-    python fashion_mnist.py --model balanced          # 94 % in about 8 minutes
-    python fashion_mnist.py --model best              # 95 % in 40 minutes to 2 hours
+    python fashion_mnist.py --model fast              # 93 % in 1–2 minutes on 2 CPU cores
+    python fashion_mnist.py --model balanced          # 94 % in 3–8 minutes
+    python fashion_mnist.py --model best              # 95 % in 25–75 minutes
     python fashion_mnist.py --resume RUN              # continue a run stopped by Ctrl-C, SIGTERM or a crash
     python fashion_mnist.py --sweep batch_size=64,256,512     # one run per value, then a comparison
     python fashion_mnist.py evaluate models/RUN.keras         # the test report of a saved model

@@ -127,7 +127,7 @@ def test_the_readme_quotes_the_numbers_of_the_run_that_drew_the_figures_in_docs(
 
     fast = numbers["fast"]
     assert f"({percent(fast['test_accuracy'])}, {fast['mistakes']} mistakes)" in readme
-    assert "| `fast` | 93 % in about 2 minutes: conv 16 → 48 → 96" in readme
+    assert "| `fast` | 93 % in 1–2 minutes: conv 16 → 48 → 96" in readme
     assert percent(fast["test_accuracy"]) in readme
     top, runner_up = fast["t_shirt"][:2]
     assert f"{top['class']} ({top['probability']:.1%}".replace("%", " %") in readme
