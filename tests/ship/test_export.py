@@ -87,8 +87,11 @@ def test_exported_onnx_and_tflite_score_what_their_cards_say(exported):
     for name in ("fast.tflite", "fast.int8.tflite"):
         card = json.loads((out / f"{name}.json").read_text())
         runner = Interpreter(str(out / name)).get_signature_runner()
-        litert = runner(**{card["input"]["name"]: x[:2000]})[card["output"]["name"]]
-        assert abs((litert.argmax(1) == data.y_test[:2000]).mean() - card["test_accuracy"]) < 0.02
+        # The whole test set, as the card scored it (a subset's accuracy strays from the card's by sampling alone),
+        # in slices that keep the interpreter's activations small; a near-tie may round the other way in a slice.
+        litert = np.concatenate([runner(**{card["input"]["name"]: x[i:i + 2000]})[card["output"]["name"]]
+                                 for i in range(0, len(x), 2000)])
+        assert abs((litert.argmax(1) == data.y_test).mean() - card["test_accuracy"]) <= 0.001
 
 
 def test_predict_gives_the_same_answer_from_each_format(exported, fast_run, tmp_path):
