@@ -4,6 +4,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 
 
 class UserError(Exception):
@@ -36,7 +37,11 @@ def _raise_terminated(signum, frame):
 @contextlib.contextmanager
 def signals_deferred():
     """Ctrl-C and SIGTERM wait for the end of the block, for steps that must complete together (a file and its
-    card both renamed into place); then they act as usual."""
+    card both renamed into place); then they act as usual. Python runs signal handlers in the main thread only,
+    so another thread's block cannot be cut short, and needs nothing deferred."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     caught, stops = [], (signal.SIGINT, signal.SIGTERM)
     previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in stops}
     try:

@@ -117,21 +117,25 @@ def _temporary(path, folder):
     """A new empty temporary file (or folder) for `path`, beside it; removed on exit unless it was placed."""
     path = Path(path)
     prefix, suffix = temporary_name_parts(path)
+    tmp = None
     try:
-        if folder:
-            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=suffix))
-            os.chmod(tmp, FOLDER_MODE)
-        else:
-            fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
-            os.close(fd)
-            tmp = Path(name)
-            os.chmod(tmp, FILE_MODE)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
+        # Ctrl-C or SIGTERM between creating the temporary and naming it here would leave it behind: held back
+        # until `tmp` is set, they arrive inside this try, whose `finally` removes it.
+        with signals_deferred():
+            try:
+                if folder:
+                    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=suffix))
+                    os.chmod(tmp, FOLDER_MODE)
+                else:
+                    fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+                    tmp = Path(name)
+                    os.close(fd)
+                    os.chmod(tmp, FILE_MODE)
+            except OSError as e:
+                raise UserError(f"cannot write {path}: {e.strerror or e}") from None
         yield tmp
     finally:
-        if os.path.lexists(tmp):
+        if tmp is not None and os.path.lexists(tmp):
             remove(tmp)
 
 

@@ -54,3 +54,32 @@ def test_atomic_writes_give_the_mode_a_new_file_would_get(tmp_path, umask):
                    preexec_fn=lambda: os.umask(umask))
     assert (tmp_path / "atomic").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
     assert (tmp_path / "atomic").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("folder", [False, True])
+def test_sigterm_the_moment_a_temporary_exists_leaves_nothing_behind(tmp_path, monkeypatch, folder):
+    """The signal arrives right after the temporary is made, before the writer holds its name: it must still be
+    removed (the int8 export test once left a card's temporary behind this way)."""
+    import signal
+    import tempfile
+
+    from fmnist.errors import Terminated, _raise_terminated
+    from fmnist.run import files
+
+    def made_then_sigterm(real):
+        def make(*args, **kwargs):
+            made = real(*args, **kwargs)
+            signal.raise_signal(signal.SIGTERM)  # run_guarded's handler: Terminated, wherever the program is
+            return made
+        return make
+
+    name = "mkdtemp" if folder else "mkstemp"
+    monkeypatch.setattr(tempfile, name, made_then_sigterm(getattr(tempfile, name)))
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        with pytest.raises(Terminated):
+            with files.staged(tmp_path / "out.savedmodel" if folder else tmp_path / "record.json", folder=folder):
+                pytest.fail("the signal must stop the write before its block runs")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []
