@@ -88,7 +88,7 @@ def test_exported_onnx_and_tflite_score_what_their_cards_say(exported):
         card = json.loads((out / f"{name}.json").read_text())
         runner = Interpreter(str(out / name)).get_signature_runner()
         # The whole test set, as the card scored it (a subset's accuracy strays from the card's by sampling alone),
-        # in slices that keep the interpreter's activations small; a near-tie may round the other way in a slice.
+        # in slices that keep the interpreter's activations small; another batch size may tip a near-tie.
         litert = np.concatenate([runner(**{card["input"]["name"]: x[i:i + 2000]})[card["output"]["name"]]
                                  for i in range(0, len(x), 2000)])
         assert abs((litert.argmax(1) == data.y_test).mean() - card["test_accuracy"]) <= 0.001
