@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from fmnist.data import SHIFTING
 from fmnist.evaluation import TTA_HELP, TTA_VIEWS
 from fmnist.models import MODELS, RECIPES, recipe_note
 
@@ -115,8 +116,10 @@ SETTINGS = (
     Setting("warmup_epochs", "epochs of linear warm-up (cosine schedule)", Number(float, 0), hyperparameter=True),
     Setting("weight_decay", "AdamW's decoupled weight decay, applied as a shrink of weight decay x learning rate a "
             "step; 0 trains with Adam", Number(float, 0), hyperparameter=True),
-    Setting("augment", "training-time augmentation: horizontal flips, then also shifts of up to 2 px, then also "
-            "random erasing", choices=("none", "flip", "flip-shift", "flip-shift-erase"), hyperparameter=True),
+    Setting("augment", "training-time augmentation: horizontal flips, then also shifts (by up to --shift pixels), "
+            "then also random erasing", choices=("none", "flip", *SHIFTING), hyperparameter=True),
+    Setting("shift", "the most pixels --augment flip-shift and flip-shift-erase move an image each way",
+            Number(int, 1, 4), hyperparameter=True, metavar="PIXELS"),
     Setting("tta", f"{TTA_HELP}; shifts suit a net trained with --augment that shifts too", choices=TTA_CHOICES,
             hyperparameter=True),
     Setting("val_fraction", "share of the 60,000 training images held out for validation",

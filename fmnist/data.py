@@ -21,7 +21,7 @@ FILES = {
     "t10k-labels-idx1-ubyte.gz": (2049, 10_000, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
 }
 PIPELINE_DEPTH = 2  # batches prepared in parallel, and batches prefetched
-SHIFT_PIXELS = 2  # --augment flip-shift moves each image by up to this many pixels
+SHIFTING = ("flip-shift", "flip-shift-erase")  # the --augment choices that shift images (by --shift pixels)
 # --augment flip-shift-erase: random erasing (Zhong et al. 2017, arXiv:1708.04896) with the paper's settings:
 # half the images get one rectangle of noise covering 2-40 % of the image, aspect ratio 0.3 to 3.3.
 ERASE_PROBABILITY, ERASE_AREA, ERASE_ASPECT = 0.5, (0.02, 0.4), (0.3, 1 / 0.3)
@@ -219,8 +219,9 @@ def split_train_val(images, labels, val_fraction, seed, limit=None):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def make_dataset(images, labels, batch_size, *, shuffle=False, seed=None, augment="none"):
+def make_dataset(images, labels, batch_size, *, shuffle=False, seed=None, augment="none", shift=None):
     """A tf.data pipeline over in-memory uint8 images: (batch, 28, 28, 1) float32 in 0-255, integer labels.
+    `augment` (augment_batch) alters each batch; its shifts move an image by up to `shift` pixels each way.
 
     The arrays are already in memory, so there is nothing to cache; shuffling, batching, the cast and the
     augmentation run inside TensorFlow on whole batches, and prefetching overlaps them with training.
@@ -236,12 +237,14 @@ def make_dataset(images, labels, batch_size, *, shuffle=False, seed=None, augmen
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=PIPELINE_DEPTH)
+    if augment in SHIFTING and not shift:
+        raise ValueError(f"augment={augment!r} needs shift, the most pixels an image may move")
     if augment != "none":
         # Stateless random ops, fed a fresh seed per batch and per epoch: reproducible under --deterministic
         # (which refuses unseeded random ops), yet different every epoch.
         batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, batch_seeds).map(
-            lambda batch, batch_seed: (augment_batch(batch[0], batch_seed, augment), batch[1]),
+            lambda batch, batch_seed: (augment_batch(batch[0], batch_seed, augment, shift), batch[1]),
             num_parallel_calls=PIPELINE_DEPTH)
     return untuned(ds.prefetch(PIPELINE_DEPTH))
 
@@ -267,15 +270,15 @@ def untuned(dataset):
     return dataset.with_options(options)
 
 
-def augment_batch(images, seed, augment):
-    """Mirror each image with probability 1/2 ("flip"), then also shift it ("flip-shift"), then also erase a
-    rectangle of it ("flip-shift-erase")."""
+def augment_batch(images, seed, augment, shift=None):
+    """Mirror each image with probability 1/2 ("flip"), then also move it by up to `shift` pixels each way
+    ("flip-shift"), then also erase a rectangle of it ("flip-shift-erase")."""
     import tensorflow as tf
 
     flip_seed, shift_seed, erase_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     images = tf.image.stateless_random_flip_left_right(images, flip_seed)  # independently for each image
-    if augment in ("flip-shift", "flip-shift-erase"):
-        images = random_shift(images, SHIFT_PIXELS, shift_seed)
+    if augment in SHIFTING:
+        images = random_shift(images, shift, shift_seed)
     if augment == "flip-shift-erase":
         images = random_erase(images, erase_seed)
     return images

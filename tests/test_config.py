@@ -97,6 +97,7 @@ def test_sweep_grid_is_the_product_of_all_sweeps():
         (["--seed", "4294967296"], "--seed"),
         (["--worker-timeout", "1e12"], "--worker-timeout"),
         (["--patience", "1.5"], "--patience"),
+        (["--shift", "0"], "--shift"),
         (["--learning-rate", "inf"], "--learning-rate"),
         (["--precision", "float8"], "--precision"),
         (["--resume", "a/b"], "--resume"),

@@ -164,6 +164,24 @@ def test_random_shift_moves_each_image_by_at_most_two_pixels_without_blur():
     assert len(offsets) > 5  # each image gets its own offset
 
 
+@pytest.mark.parametrize("shift", [1, 2])
+def test_the_training_stream_shifts_each_image_by_at_most_shift_pixels(shift):
+    rng = np.random.default_rng(2)
+    images = np.zeros((128, 28, 28), np.uint8)
+    images[:, 5:23, 5:23] = rng.integers(1, 256, size=(128, 18, 18))  # content away from the border
+    (x, _), = make_dataset(images, np.zeros(128), 128, augment="flip-shift", shift=shift, seed=0).as_numpy_iterator()
+    reach = range(-shift, shift + 1)
+    offsets = []
+    for original, moved in zip(images, x[..., 0], strict=True):
+        views = [(dy, dx) for image in (original, original[:, ::-1]) for dy in reach for dx in reach
+                 if np.array_equal(np.roll(image, (dy, dx), axis=(0, 1)), moved)]
+        assert views  # a mirror or not, moved by whole pixels within `shift`
+        offsets += views
+    assert {max(abs(dy), abs(dx)) for dy, dx in offsets} == set(range(shift + 1))  # every reach up to `shift`
+    with pytest.raises(ValueError, match="needs shift"):
+        make_dataset(images, np.zeros(128), 128, augment="flip-shift", seed=0)
+
+
 def test_flip_augmentation_mirrors_some_images_and_keeps_the_others():
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, size=(128, 28, 28), dtype=np.uint8)

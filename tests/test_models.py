@@ -50,7 +50,7 @@ def test_fast_and_balanced_pool_before_batch_norm_and_best_after():
         assert kinds(name) == ["Rescaling", *pooled_first, *pooled_first, *unpooled, "Flatten", "Dense", "Dense"]
     assert kinds("best") == ["Rescaling", *unpooled, "MaxPooling2D", *unpooled * 2, "MaxPooling2D", *unpooled * 2,
                              "Flatten", "Dropout", "Dense", "Dropout", "Dense"]
-    assert build_model("fast").count_params() < build_model("balanced").count_params() / 2
+    assert build_model("fast").count_params() == build_model("balanced").count_params()  # one net, two recipes
 
 
 def test_pooling_before_batch_norm_and_relu_computes_the_same_at_inference():
