@@ -1,11 +1,14 @@
 """The benchmarks still run end to end, at a size a test can afford. Their timings are not checked here (this
 machine is shared and noisy): only that they measure what they say and print it."""
 
+import json
 import re
 import statistics
 
 import pytest
 from conftest import run_script
+
+from fmnist.run.records import read_history
 
 pytestmark = pytest.mark.slow  # every test here trains or starts processes
 
@@ -88,3 +91,26 @@ def test_serve_speed_loads_both_servers_and_prints_the_table():
         assert int(rate.replace(",", "")) > 0 and 0 < float(p50) <= float(p99) and errors == "0"
     assert re.search(r"^At 2 clients: [\d,]+ requests/s, p99 [\d.]+ ms, 0 errors, \d+x naive", proc.stdout,
                      re.MULTILINE)
+
+
+def test_resnet18_batch_sizes_trains_one_run_per_batch_size_and_writes_its_histories_and_figure(tmp_path):
+    proc = run_script("benchmarks/resnet18_batch_sizes.py", "--width", "4", "--limit", "4096", "--epochs", "2",
+                      "--batch-sizes", "32", "128", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ResNet-18 width 4, Adam at 0.01, 4,096 training images; CPU, Keras 3." in proc.stdout
+    summary = json.loads((tmp_path / "resnet18-w4-batch-sizes.json").read_text())
+    assert [run["batch_size"] for run in summary["runs"]] == [32, 128]
+    for run in summary["runs"]:
+        history = read_history(tmp_path / f"resnet18-w4-bs{run['batch_size']}.pkl")
+        assert len(history["accuracy"]) == len(history["val_loss"]) == run["epochs"] == 2
+        assert run["seconds_per_epoch"] > 0 and 0 < run["test_accuracy"] <= 1
+        assert re.search(rf"^\| {run['batch_size']} \| 2 \| [\d.]+ \([\d.]+\) \| [\d.]+ % \| "
+                         rf"{100 * run['test_accuracy']:.2f} % \|$", proc.stdout, re.MULTILINE)
+    assert summary["runs"][0]["test_accuracy"] > 0.5  # 256 steps of a net of 4 channels learn (71 %); chance is 0.1
+    assert (tmp_path / "resnet18-w4-batch-sizes.png").read_bytes().startswith(b"\x89PNG")
+
+    again = run_script("benchmarks/resnet18_batch_sizes.py", "--width", "4", "--batch-sizes", "128", "--out",
+                       tmp_path)  # a second run with the same files refuses before it trains
+    assert again.returncode == 1 and again.stderr.strip().endswith(
+        "resnet18-w4-bs128.pkl already exists; remove it or pass another --out folder")
+    assert "Traceback" not in again.stderr and "## Batch" not in again.stdout
