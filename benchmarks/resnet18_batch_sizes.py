@@ -1,13 +1,13 @@
 """ResNet-18 at batch 64, 256 and 512 and learning rate 0.01: accuracy and loss epoch by epoch, one run per batch.
 
-    python benchmarks/resnet18_batch_sizes.py --epochs 10                  # on a GPU: a few minutes
+    python benchmarks/resnet18_batch_sizes.py --epochs 10                  # for a GPU
     python benchmarks/resnet18_batch_sizes.py --width 8 --limit 6000 --epochs 2   # a taste on a CPU
     KERAS_BACKEND=jax python benchmarks/resnet18_batch_sizes.py ...        # where only JAX is installed
 
 The comparison that ResNet-18 projects show: the same net, the same rate, three batch sizes. It trains
 fmnist/models.py's `build_resnet18` on fmnist/data.py's arrays with plain Keras (`model.fit` on NumPy arrays, Adam
 at a constant rate, no augmentation, 10 % of the training images held out for validation), so it runs on any
-Keras backend: the GPU machine it was measured on had JAX but no TensorFlow. Each batch size trains for
+Keras backend: the GPU machine this project is lent has JAX but no TensorFlow. Each batch size trains for
 --epochs, or stops at the end of the first epoch that passes --minutes. It writes one history per batch size
 (`resnet18-w64-bs64.pkl`, ..., which graph_history.py plots), a JSON summary and the figure of all of them.
 """
@@ -100,9 +100,10 @@ def main():
     from fmnist.run.records import write_history, write_record
 
     args.batch_sizes = list(dict.fromkeys(args.batch_sizes))  # each once: each has its own files
-    stem = args.out / f"resnet18-w{args.width}"
-    outputs = [Path(f"{stem}-bs{b}.pkl") for b in args.batch_sizes]
-    outputs += [Path(f"{stem}-batch-sizes.json"), Path(f"{stem}-batch-sizes.png")]
+    stem = f"resnet18-w{args.width}"
+    history_paths = {b: args.out / f"{stem}-bs{b}.pkl" for b in args.batch_sizes}
+    summary_path, figure_path = args.out / f"{stem}-batch-sizes.json", args.out / f"{stem}-batch-sizes.png"
+    outputs = [*history_paths.values(), summary_path, figure_path]
     writable_folder(args.out)
     for path in outputs:  # before the minutes of training, not after them
         if path.exists() or path.is_symlink():
@@ -120,7 +121,7 @@ def main():
     for batch_size in args.batch_sizes:
         print(f"\n## Batch {batch_size}")
         history, seconds, test_accuracy = train_one(batch_size, arrays, args)
-        write_history(Path(f"{stem}-bs{batch_size}.pkl"), history)
+        write_history(history_paths[batch_size], history)
         histories[f"batch {batch_size}"] = history
         steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]  # the first epoch compiles
         summary.append(dict(batch_size=batch_size, epochs=len(seconds), seconds_per_epoch=steady,
@@ -133,7 +134,7 @@ def main():
         print(f"| {row['batch_size']} | {row['epochs']} | {row['seconds_per_epoch']:.1f} "
               f"({row['first_epoch_seconds']:.1f}) | {100 * row['best_val_accuracy']:.2f} % | "
               f"{100 * row['test_accuracy']:.2f} % |")
-    write_record(outputs[-2],
+    write_record(summary_path,
                  dict(device=where, width=args.width, learning_rate=args.learning_rate, seed=args.seed,
                       training_images=len(train[1]), runs=summary))
 
@@ -145,7 +146,7 @@ def main():
     epochs = sorted({row["epochs"] for row in summary})
     title = (f"ResNet-18 (width {args.width}), Adam at {args.learning_rate:g}: "
              f"{' / '.join(map(str, epochs))} epochs on {gpu or 'a CPU'} (training solid, validation dashed)")
-    write_file(outputs[-1], figure_png(plot_histories(histories, title=title)))
+    write_file(figure_path, figure_png(plot_histories(histories, title=title)))
     print(f"\nWrote {', '.join(map(str, outputs))}")
 
 
