@@ -12,7 +12,7 @@ from conftest import assert_clean_error, run_script
 from fmnist import CLASS_NAMES
 
 
-@pytest.mark.parametrize("name", ["cnn", "lenet", "fast", "balanced", "best", "resnet18", "mlp"])
+@pytest.mark.parametrize("name", ["cnn", "lenet", "fast", "balanced", "best", "resnet18", "resnet20", "mlp"])
 def test_heat_maps_build_for_every_architecture(name):
     import keras
 
@@ -35,11 +35,11 @@ def test_heat_maps_build_for_every_architecture(name):
         assert method_name(model).startswith("Grad-CAM") and layer.name in method_name(model)
         assert layer.output.shape[1] >= MIN_SIDE
         # best: the ReLU that ends its 14x14 block (convolution, batch norm, ReLU); fast and balanced pool their
-        # 14x14 convolution before its batch norm, so the convolution itself; resnet18: the output of its second
-        # stage's last block
+        # 14x14 convolution before its batch norm, so the convolution itself; resnet18 and resnet20: the output
+        # of their second stage's last block
         expected = {"cnn": (24, "conv2d"), "lenet": (10, "conv2d"), "fast": (14, "conv2d"),
                     "balanced": (14, "conv2d"), "best": (14, "re_lu"),
-                    "resnet18": (14, "re_lu")}[name]
+                    "resnet18": (14, "re_lu"), "resnet20": (14, "re_lu")}[name]
         assert (layer.output.shape[1], layer.name.rstrip("_0123456789")) == expected
 
 
@@ -82,7 +82,8 @@ def test_maps_are_placed_on_their_receptive_fields():
     from fmnist.models import build_model
 
     for name, geometry in [("cnn", (2.0, 1)), ("lenet", (4.5, 2)), ("fast", (0.5, 2)), ("balanced", (0.5, 2)),
-                           ("best", (0.5, 2)), ("resnet18", (1.0, 2))]:
+                           ("best", (0.5, 2)), ("resnet18", (1.0, 2)),
+                           ("resnet20", (1.0, 2))]:
         model = build_model(name, resnet_width=8)
         assert receptive_field_centres(model, feature_layer(model)) == [geometry, geometry], name
 
