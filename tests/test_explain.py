@@ -82,8 +82,7 @@ def test_maps_are_placed_on_their_receptive_fields():
     from fmnist.models import build_model
 
     for name, geometry in [("cnn", (2.0, 1)), ("lenet", (4.5, 2)), ("fast", (0.5, 2)), ("balanced", (0.5, 2)),
-                           ("best", (0.5, 2)), ("resnet18", (1.0, 2)),
-                           ("resnet20", (1.0, 2))]:
+                           ("best", (0.5, 2)), ("resnet18", (1.0, 2)), ("resnet20", (1.0, 2))]:
         model = build_model(name, resnet_width=8)
         assert receptive_field_centres(model, feature_layer(model)) == [geometry, geometry], name
 
