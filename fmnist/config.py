@@ -107,7 +107,7 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("model", "architecture to train; fast, balanced, best and resnet20 train with their own recipes (below)",
+    Setting("model", f"architecture to train; {', '.join(RECIPES)} train with their own recipes (below)",
             choices=tuple(sorted(MODELS)), hyperparameter=True),
     Setting("epochs", "maximum epochs", Number(int, 1), hyperparameter=True),
     Setting("batch_size", "images per step", Number(int, 1), hyperparameter=True),

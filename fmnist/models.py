@@ -212,7 +212,9 @@ def build_model(name, resnet_width=64):
 # What `fast` and `balanced` share; their patience equals their epochs, so they never stop early.
 _SHORT_RUN = dict(batch_size=128, learning_rate=4e-3, schedule="cosine", warmup_epochs=0.3, weight_decay=5e-4,
                   keep="last", val_fraction=0.02)
-# What `best` and `resnet20` share.
+# What `best` and `resnet20` share: a long run, so more augmentation against overfitting, and test-time copies with
+# the shifts it trained on. Keras scales AdamW's decay by the learning rate, so 0.05 is what shrinks the weights
+# noticeably. As in `fast`, nothing is chosen on the validation set, so it keeps only 2 % of the images.
 _LONG_RUN = dict(learning_rate=3e-3, schedule="cosine", warmup_epochs=2, weight_decay=0.05, augment="flip-shift-erase",
                  tta="flip-shift", keep="last", val_fraction=0.02)
 RECIPES = {
@@ -226,9 +228,6 @@ RECIPES = {
     # (docs/experiments.md).
     "balanced": dict(_SHORT_RUN, epochs=15, augment="flip-shift", shift=1, weight_decay=0.05, tta="flip-shift-xy",
                      patience=15),
-    # A long run, so more augmentation against overfitting, and test-time copies with the shifts it trained on.
-    # Keras scales AdamW's decay by the learning rate, so 0.05 is what shrinks the weights noticeably. As in
-    # `fast`, nothing is chosen on the validation set, so it keeps only 2 % of the images.
     "best": dict(_LONG_RUN, epochs=78, batch_size=256, patience=78),
     # `best`'s recipe, at batch 128 (the usual for CIFAR ResNets) for 55 epochs: about what 120 baseline epochs
     # hold at float32 (issue 32's F4); it scored 95.26 % against `best`'s 95.12 (docs/experiments.md).
