@@ -82,7 +82,7 @@ def receptive_field_centres(model, layer):
 
 # Keras 3's symbolic tensors and layers keep their graph in private attributes; the first path below follows
 # them. Where a Keras release renames one, the explanation takes the layers in order instead: exact for a chain of
-# layers (cnn, lenet, fast, best), approximate for a net with branches (resnet18, resnet20).
+# layers (cnn, lenet, fast and balanced, best), approximate for a net with branches (resnet18, resnet20).
 KERAS_GRAPH_INTERNALS = ("KerasTensor._keras_history", "Layer._inbound_nodes")
 
 
