@@ -32,18 +32,21 @@ def test_train_speed_prints_a_ratio_for_each_setting():
 @pytest.mark.parametrize("keep", ["best", "last"])
 def test_time_to_accuracy_runs_the_command_line_per_seed_and_reports_the_accuracy_it_printed(keep):
     model = ["--model", "lenet"] if keep == "best" else ["--model=lenet"]  # both spellings replace --model fast
-    # keep=last: two seeds, and the baseline timed before, between and after them
-    seeds, baseline = (["7"], ["--baseline-rounds", "0"]) if keep == "best" else (
-        ["7", "8"], ["--baseline-rounds", "1", "--baseline-images", "1024"])
-    proc = run_script("benchmarks/time_to_accuracy.py", "--seeds", *seeds, *baseline, "--", *model, "--epochs", "2",
-                      "--limit", "3000", "--keep", keep)
+    # keep=last: two seeds, the baseline timed before, between and after them, and 3 epochs of which the 2nd and
+    # the last are scored
+    seeds, baseline, epochs, scored = (["7"], ["--baseline-rounds", "0"], 2, "per epoch") if keep == "best" else (
+        ["7", "8"], ["--baseline-rounds", "1", "--baseline-images", "1024", "--score-every", "2"], 3,
+        "at epochs 2, 3:")
+    proc = run_script("benchmarks/time_to_accuracy.py", "--seeds", *seeds, *baseline, "--", *model, "--epochs",
+                      str(epochs), "--limit", "3000", "--keep", keep)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (f"Command: python fashion_mnist.py {' '.join(model)} --epochs 2 --limit 3000 --keep {keep} --seed S  "
-            f"(seeds {', '.join(seeds)})") in proc.stdout
+    assert (f"Command: python fashion_mnist.py {' '.join(model)} --epochs {epochs} --limit 3000 --keep {keep} "
+            f"--seed S  (seeds {', '.join(seeds)})") in proc.stdout
     finals = []
     for seed in seeds:
         run = re.search(rf"^seed {seed}: 93% at never, 94% at never, 95% at never, 96% at never; final (0\.\d+) "
-                        r".* after 2 epochs, \d+ s in all, peak RSS [\d.]+ GB; per epoch \[(0\.\d+), (0\.\d+)\]",
+                        rf".* after {epochs} epochs, \d+ s in all, peak RSS [\d.]+ GB; "
+                        rf"{scored} \[(0\.\d+), (0\.\d+)\]",
                         proc.stdout, re.MULTILINE)
         assert run, proc.stdout[-2000:]
         final, first, second = (float(x) for x in run.groups())
