@@ -3,6 +3,7 @@
     python benchmarks/time_to_accuracy.py --model fast                 # seeds 1337, 2 and 3: mean and sd
     python benchmarks/time_to_accuracy.py --seeds 1337 -- --epochs 40 --augment flip-shift
     python benchmarks/time_to_accuracy.py --model best --seeds 1337    # one to two hours
+    python benchmarks/time_to_accuracy.py --model resnet20 --score-every 5   # score 1 epoch in 5 after the run
     python benchmarks/time_to_accuracy.py -- --precision float32       # as on a CPU without bf16
 
 Each run is `python fashion_mnist.py ARGS --seed S` in a fresh process, observed by a callback that saves the
