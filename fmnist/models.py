@@ -232,8 +232,8 @@ RECIPES = {
     "balanced": dict(_SHORT_RUN, epochs=15, augment="flip-shift", shift=1, weight_decay=0.05, tta="flip-shift-xy",
                      patience=15),
     "best": dict(_LONG_RUN, epochs=78, batch_size=256, patience=78),
-    # `best`'s recipe, at batch 128 (the usual for CIFAR ResNets) for 55 epochs: about what 120 baseline epochs
-    # hold at float32 (issue 32's F4, estimated from its step time); it scores above `best` (docs/experiments.md).
+    # `best`'s recipe, at batch 128 (the usual for CIFAR ResNets) for 55 epochs: within the 120 baseline epochs at
+    # float32 of issue 32's F4; in bf16 it scores above `best` (docs/experiments.md).
     "resnet20": dict(_LONG_RUN, epochs=55, batch_size=128, patience=55),
 }
 
