@@ -155,8 +155,8 @@ def main():
     parser.add_argument("--baseline-images", type=Number(int, 1), default=25_600,
                         help="images per round of the baseline")
     parser.add_argument("--score-every", type=Number(int, 1), default=1, metavar="N",
-                        help="score the weights of every Nth epoch (and the last) only: the scoring after a long "
-                             "run takes minutes an epoch; a target is then first met at the Nth epoch that met it")
+                        help="score the weights of every Nth epoch and the last only, as scoring every epoch after a "
+                             "long run takes many minutes; a target's time is then up to N-1 epochs late")
     parser.add_argument("cli_args", nargs="*", help="after --: more flags for fashion_mnist.py")
     args = parser.parse_args()
     if any(arg == "--seed" or arg.startswith("--seed=") for arg in args.cli_args):
