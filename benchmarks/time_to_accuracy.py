@@ -45,7 +45,7 @@ SEEDS = (1337, 2, 3)
 def child(log_path, score_every, cli_args):
     """Runs inside the measured process: fashion_mnist.main with a callback that saves the weights at every
     epoch end, keeping those of every `score_every`-th epoch and of the last (an early stop can end a run at any
-    epoch); after the run, the test accuracy of the weights kept, one JSON line per epoch."""
+    epoch); after the run, the test accuracy of the weights kept, one JSON line per epoch kept."""
     import keras
 
     import fashion_mnist
@@ -142,8 +142,9 @@ def timing(values, baseline_epoch):
 
 def main():
     if "--child" in sys.argv:
-        log_path, score_every = sys.argv[sys.argv.index("--child") + 1:sys.argv.index("--")]
-        child(log_path, int(score_every), sys.argv[sys.argv.index("--") + 1:])
+        split = sys.argv.index("--")
+        log_path, score_every = sys.argv[sys.argv.index("--child") + 1:split]
+        child(log_path, int(score_every), sys.argv[split + 1:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="fast", help="shorthand for `-- --model NAME`")
