@@ -35,20 +35,34 @@ def _raise_terminated(signum, frame):
 
 
 @contextlib.contextmanager
-def signals_deferred():
+def signals_deferred(waiting_for=None):
     """Ctrl-C and SIGTERM wait for the end of the block, for steps that must complete together (a file and its
     card both renamed into place); then they act as usual. Python runs signal handlers in the main thread only,
-    so another thread's block cannot be cut short, and needs nothing deferred."""
+    so another thread's block cannot be cut short, and needs nothing deferred.
+
+    With `waiting_for` (what the block is doing: "the converter returns"), for a block that may take a while, the
+    first signal says that it waits for it, and a second one acts at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught, stops = [], (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in stops}
+
+    def defer(signum, frame):
+        caught.append(signum)
+        if waiting_for:
+            restore()
+            print(f"\n{signal.Signals(signum).name}: stopping once {waiting_for} (send it again to stop at once)",
+                  file=sys.stderr, flush=True)
+
+    def restore():
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    previous = {s: signal.signal(s, defer) for s in stops}
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        restore()
         if caught:
             signal.raise_signal(caught[0])
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist import CLASS_NAMES
-from fmnist.errors import UserError, first_line
+from fmnist.errors import UserError, first_line, signals_deferred
 from fmnist.run.files import remove, staged_together, temporary_files, writable_folder
 from fmnist.run.names import claimed_name
 from fmnist.ship.card import markdown_card, provenance, run_record_of
@@ -110,10 +110,13 @@ def _export_files(model_path, paths, data_dir, verify):
     for fmt, path in paths.items():
         started = time.perf_counter()
         with _exporting(path) as (staging, (card_file, markdown_file)):
-            if fmt == "int8":
-                write_int8_tflite(model, staging, data.x_train)
-            else:
-                model.export(str(staging), format=KERAS_FORMAT[fmt], verbose=False)
+            # A signal that lands inside TensorFlow's converters can be swallowed, or come out as another error
+            # (a RuntimeError from pybind11), or cut short the clean-up of a temporary SavedModel: it waits for them.
+            with signals_deferred(waiting_for="the converter returns"):
+                if fmt == "int8":
+                    write_int8_tflite(model, staging, data.x_train)
+                else:
+                    model.export(str(staging), format=KERAS_FORMAT[fmt], verbose=False)
             check, runner = check_export(staging, reference, data.x_test, data.y_test)
             floor = MIN_INT8_AGREEMENT if fmt == "int8" else MIN_FLOAT_AGREEMENT
             if check.agreement < floor:
@@ -168,7 +171,7 @@ def write_int8_tflite(model, path, train_images, count=CALIBRATION_IMAGES, seed=
 
     calibration = model_input(model, train_images[rng.choice(len(train_images), count, replace=False)])
     # The converter reads a SavedModel, which Keras writes: into a hidden folder beside the file, removed on any
-    # exit (SIGTERM included, see fmnist.errors.Terminated), not into the system's temporary folder.
+    # exit, not into the system's temporary folder.
     with tempfile.TemporaryDirectory(dir=Path(path).parent, prefix=f"{Path(path).name}.") as saved:
         model.export(saved, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)

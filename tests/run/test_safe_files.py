@@ -83,3 +83,38 @@ def test_sigterm_the_moment_a_temporary_exists_leaves_nothing_behind(tmp_path, m
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_waits_for_a_deferred_block_that_says_so_and_a_second_one_acts_at_once(tmp_path, capsys):
+    """signals_deferred(waiting_for=...), which the exports hold around TensorFlow's converters: a SIGTERM that
+    landed inside one was swallowed, or came out as a RuntimeError, or cut short the removal of a temporary."""
+    import signal
+
+    from fmnist.errors import Terminated, _raise_terminated, signals_deferred
+
+    steps = []
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        with pytest.raises(Terminated):
+            with signals_deferred(waiting_for="the converter returns"):
+                signal.raise_signal(signal.SIGTERM)
+                steps.append("the block completed")
+        assert steps == ["the block completed"]
+        assert capsys.readouterr().err.strip() == \
+            "SIGTERM: stopping once the converter returns (send it again to stop at once)"
+        with pytest.raises(Terminated):
+            with signals_deferred(waiting_for="the converter returns"):
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)
+                steps.append("not reached")
+        assert steps == ["the block completed"]
+        assert capsys.readouterr().err.count("SIGTERM: stopping once") == 1
+        with pytest.raises(Terminated):
+            with signals_deferred():  # a short block that must complete: every signal waits, silently
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)
+                steps.append("completed again")
+        assert steps == ["the block completed", "completed again"]
+        assert capsys.readouterr().err == ""
+    finally:
+        signal.signal(signal.SIGTERM, previous)
