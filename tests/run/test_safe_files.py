@@ -85,7 +85,7 @@ def test_sigterm_the_moment_a_temporary_exists_leaves_nothing_behind(tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_signal_waits_for_a_deferred_block_that_says_so_and_a_second_one_acts_at_once(tmp_path, capsys):
+def test_a_signal_waits_for_a_deferred_block_that_says_so_and_a_second_one_acts_at_once(capsys):
     """signals_deferred(waiting_for=...), which the exports hold around TensorFlow's converters: a SIGTERM that
     landed inside one was swallowed, or came out as a RuntimeError, or cut short the removal of a temporary."""
     import signal
