@@ -124,8 +124,8 @@ SETTINGS = (
             hyperparameter=True),
     Setting("val_fraction", "share of the 60,000 training images held out for validation",
             Number(float, 0, 1, min_inclusive=False), hyperparameter=True),
-    Setting("patience", "early stopping: epochs without a lower validation loss", Number(int, 1),
-            hyperparameter=True),
+    Setting("patience", "early stopping: epochs without a lower validation loss; off: all epochs run",
+            Number(int, 1), hyperparameter=True, optional=True),
     Setting("keep", "the model a run keeps, saves and tests: the epoch with the lowest validation loss, or the "
             "last one", choices=("best", "last"), hyperparameter=True),
     Setting("seed", "seeds the split, the shuffling and the weights", Number(int, 0, 2**32), hyperparameter=True),

@@ -87,7 +87,9 @@ def make_callbacks(paths, config, earlier_history):
     return [
         keras.callbacks.TerminateOnNaN(),
         KeptModelCheckpoint(paths.model, config.keep, best),
-        ResumableEarlyStopping(config.patience, val_losses, paths.model, restore_best_weights=config.keep == "best"),
+        # Without patience it still runs, never stopping, so that --keep best ends with the best epoch's weights.
+        ResumableEarlyStopping(config.patience or config.epochs, val_losses, paths.model,
+                               restore_best_weights=config.keep == "best"),
         keras.callbacks.TensorBoard(log_dir=str(paths.tensorboard)),
     ]
 

@@ -41,8 +41,9 @@ def log_hparams(logdir, run, hyperparameters, metrics, step):
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
-    # The plugin takes bool, int, float and str values only; an unset --limit is recorded as "all".
-    values = {key: "all" if value is None else value for key, value in hyperparameters.items()}
+    # The plugin takes bool, int, float and str values only: an unset --limit is "all", an unset --patience "off".
+    unset = {"limit": "all", "patience": "off"}
+    values = {key: unset.get(key, "none") if value is None else value for key, value in hyperparameters.items()}
     writer = tf.summary.create_file_writer(str(logdir))
     with writer.as_default():
         hp.hparams(values, trial_id=run)

@@ -73,3 +73,32 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_history(tmp_path):
     # Nor can it be resumed: there is nothing sensible to continue.
     assert_clean_error(run_script("fashion_mnist.py", "--resume", "nan", "--out", tmp_path), 1,
                        "is diverged", "only an interrupted run")
+
+
+def test_a_recipe_runs_every_epoch_it_is_given_and_still_ends_with_the_kept_epochs_weights(tmp_path):
+    """The recipes set no patience, so `--model resnet20 --epochs 300` runs all 300 epochs, however long the
+    validation loss stalls; with --keep best the model still ends with its best epoch's weights."""
+    import numpy as np
+
+    from fashion_mnist import DEFAULTS
+    from fmnist.config import parse_config
+    from fmnist.models import build_model
+    from fmnist.run.checkpoints import ResumableEarlyStopping
+    from fmnist.run.names import RunPaths
+    from fmnist.training import make_callbacks
+
+    config, _ = parse_config(["--model", "fast", "--epochs", "30", "--keep", "best"], DEFAULTS)
+    assert config.patience is None and config.epochs == 30
+    assert parse_config(["--epochs", "30"], DEFAULTS)[0].patience == DEFAULTS["patience"]  # not the recipes: 5
+
+    paths = RunPaths("r", tmp_path / "r.keras", tmp_path / "r.pkl", tmp_path / "r.json", tmp_path / "tb")
+    [stopper] = [c for c in make_callbacks(paths, config, {}) if isinstance(c, ResumableEarlyStopping)]
+    model = build_model("mlp")
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    for epoch in range(config.epochs):  # the best loss in epoch 1, then 29 epochs that are worse
+        model.layers[-1].bias.assign(np.full(10, epoch + 1.0))
+        stopper.on_epoch_end(epoch, {"val_loss": 0.5 if epoch == 0 else 0.6 + epoch / 100})
+        assert not getattr(model, "stop_training", False), f"stopped early after epoch {epoch + 1}"
+    stopper.on_train_end()
+    assert np.array_equal(model.layers[-1].bias.numpy(), np.full(10, 1.0))
