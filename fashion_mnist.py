@@ -26,9 +26,9 @@ import sys
 
 # -----------------------------------------------------------------------------------------------------------
 # Hyperparameters: edit them here, or override any of them on the command line (for example --epochs 5).
-# The models (their layers) and recipes (fast, balanced, best) are in fmnist/models.py; a typed flag beats a recipe.
+# The models (their layers) and recipes (fast, balanced, best, resnet20) are in fmnist/models.py; a flag beats a recipe.
 # Each is declared once more, with its type, range and help, in fmnist/config.py SETTINGS.
-MODEL = "cnn"  # cnn | mlp | lenet | resnet18 | fast | balanced | best
+MODEL = "cnn"  # cnn | mlp | lenet | resnet18 | fast | balanced | best | resnet20
 EPOCHS = 20
 BATCH_SIZE = 64
 LEARNING_RATE = 0.001
@@ -39,7 +39,7 @@ AUGMENT = "flip"  # none | flip | flip-shift | flip-shift-erase
 SHIFT = 2  # pixels: the farthest flip-shift and flip-shift-erase move an image each way
 TTA = "none"  # test-time copies: none | flip (+ mirror) | flip-shift (+ 1 px left, right) | flip-shift-xy (+ up, down)
 VAL_FRACTION = 0.1  # share of the 60,000 training images held out for validation
-PATIENCE = 5  # early stopping: epochs without a lower validation loss
+PATIENCE = 5  # early stopping: epochs without a lower validation loss (the recipes never stop early)
 KEEP = "best"  # best (the epoch with the lowest validation loss) | last (the final epoch, as a cosine run ends)
 SEED = 1337
 LIMIT = None  # train on a stratified subset of this many images; None trains on all of them
