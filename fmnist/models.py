@@ -239,7 +239,7 @@ RECIPES = {
 
 
 def recipe_note(key, default):
-    """`(default: 20; fast: 6; balanced: 20; best: 78)`, for --help."""
+    """`(default: 20; fast: 6; balanced: 15; best: 78; resnet20: 55)`, for --help."""
     notes = [f"default: {default}"] + [f"{model}: {'off' if r[key] is None else r[key]}"
                                         for model, r in RECIPES.items() if key in r]
     return f"({'; '.join(notes)})"
