@@ -237,9 +237,3 @@ RECIPES = {
     "resnet20": dict(_LONG_RUN, epochs=55, batch_size=128),
 }
 
-
-def recipe_note(key, default):
-    """`(default: 20; fast: 6; balanced: 15; best: 78; resnet20: 55)`, for --help."""
-    notes = [f"default: {default}"] + [f"{model}: {'off' if r[key] is None else r[key]}"
-                                        for model, r in RECIPES.items() if key in r]
-    return f"({'; '.join(notes)})"

@@ -8,6 +8,7 @@ Each writer gets its own subfolder of the run's log folder, so TensorBoard lists
 import numpy as np
 
 from fmnist import CLASS_NAMES
+from fmnist.config import SETTINGS_BY_NAME
 from fmnist.data import image_batches
 from fmnist.evaluation import confusion_matrix, model_input
 from fmnist.figures import figure_png, plot_confusion_matrix, plot_predictions
@@ -41,9 +42,8 @@ def log_hparams(logdir, run, hyperparameters, metrics, step):
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
-    # The plugin takes bool, int, float and str values only: an unset --limit is "all", an unset --patience "off".
-    unset = {"limit": "all", "patience": "off"}
-    values = {key: unset.get(key, "none") if value is None else value for key, value in hyperparameters.items()}
+    # The plugin takes bool, int, float and str values only: an unset value shows as its setting says (--limit "all").
+    values = {key: SETTINGS_BY_NAME[key].unset if value is None else value for key, value in hyperparameters.items()}
     writer = tf.summary.create_file_writer(str(logdir))
     with writer.as_default():
         hp.hparams(values, trial_id=run)
